@@ -1,0 +1,1497 @@
+#!/usr/bin/env python3
+"""Strix: a small web appliance for the motion daemon's camera events.
+
+motion writes every motion event as JPEG frames; strix turns each event into a
+video and a thumbnail, keeps every event in a fast cache that survives restarts,
+expires old footage in the background and serves a web UI and a JSON API on the
+home LAN. One process, one config file (strix.cfg).
+"""
+
+__version__ = "0.1.0"
+__license__ = "MIT"
+
+import argparse
+import array
+import bisect
+import calendar
+import collections
+import concurrent.futures
+import configparser
+import errno
+import glob
+import io
+import json
+import logging
+import logging.handlers
+import multiprocessing
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import bottle
+import structlog
+from PIL import Image, ImageDraw
+
+#: Folder holding views/ and static/: beside strix.py in a checkout, share/strix once installed.
+ROOT = next((folder for folder in (os.path.dirname(os.path.abspath(__file__)),
+                                   os.path.join(sys.prefix, "share", "strix"))
+             if os.path.isdir(os.path.join(folder, "views"))),
+            os.path.dirname(os.path.abspath(__file__)))
+#: Where strix.cfg is looked for when -c is not given, in order.
+CONFIG_PATHS = ("strix.cfg", "/etc/strix/strix.cfg")
+
+#: A camera folder under BASE, named after motion's %t (camera_id).
+CAMERA_RE = re.compile(r"Camera(\d+)\Z")
+#: A day folder under a camera folder.
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+#: A processed event folder: its start time, plus .N when two events start in one second.
+EVENT_RE = re.compile(r"(\d{2})-(\d{2})-(\d{2})(?:\.([2-9]|[1-9]\d{1,2}))?\Z")
+#: An unprocessed event folder as motion writes it: the event number (%v).
+NUMBER_RE = re.compile(r"\d{1,9}\Z")
+#: A frame as motion writes it: HH-MM-SS-FF.jpg, debug frames end in m.jpg.
+FRAME_RE = re.compile(r"(\d{2})-(\d{2})-(\d{2})-(\d{2})(m?)\.jpg\Z")
+#: A queue entry touched by motion's on_event_end: Camera%t_%Y-%m-%d_%v.
+QUEUE_RE = re.compile(r"(Camera\d+)_(\d{4}-\d{2}-\d{2})_(\d{1,9})\Z")
+
+#: Event flags, one byte per event in the cache.
+HAS_VIDEO, HAS_DEBUG, HAS_THUMBNAIL, SAVED = 1, 2, 4, 8
+#: The highest .N suffix an event folder may carry (it is stored in one byte).
+MAX_SEQUENCE = 255
+#: The folders strix keeps under BASE beside the cameras.
+QUEUE_DIR, DELETE_DIR, INDEX_DIR = "queue", "delete_queue", ".strix"
+#: Time format of the API and of the config.
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: A few English names, so titles do not depend on the box's locale.
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+log = structlog.get_logger("strix")
+
+
+# Configuration ###############################################################
+
+class ConfigError(Exception):
+    """A problem with strix.cfg or motion.conf; each line of `problems` names file, line and fix."""
+
+    def __init__(self, problems):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _text(value):
+    return value
+
+
+def _integer(low, high=None):
+    def parse(value):
+        number = int(value)
+        if number < low or (high is not None and number > high):
+            raise ValueError
+        return number
+    parse.expects = f"a whole number from {low}" + (f" to {high}" if high is not None else " up")
+    return parse
+
+
+def _encoder(value):
+    words = shlex.split(value)
+    if not words or not re.match(r"[\w.-]+\Z", words[0]):
+        raise ValueError
+    return words
+
+
+_encoder.expects = "an ffmpeg encoder name and its options, e.g. libx264 -preset veryfast"
+_text.expects = "some text"
+
+#: strix.cfg's [strix] options: name -> (default, parser). strix.cfg documents each one.
+OPTIONS = {
+    "motion_config": ("/etc/motion/motion.conf", _text),
+    "host": ("127.0.0.1", _text),
+    "port": ("8000", _integer(1, 65535)),
+    "keep_days": ("45", _integer(0)),
+    "check_minutes": ("60", _integer(1)),
+    "jobs": (str(max(1, (os.cpu_count() or 2) // 2)), _integer(1, 64)),
+    "log": ("-", _text),
+    "video_codec": ("libx264 -preset veryfast", _encoder),
+}
+
+
+class Config:
+    """strix.cfg's options as attributes; `path` is the file they came from (None: defaults)."""
+
+    def __init__(self, path=None, **options):
+        self.path = path
+        for name, (default, parse) in OPTIONS.items():
+            setattr(self, name, parse(default))
+        for name, value in options.items():
+            if name not in OPTIONS:
+                raise TypeError(f"unknown option {name}")
+            setattr(self, name, value)
+
+
+def _option_lines(text):
+    """Map (section, option) to its line number, so errors can point at the line."""
+    lines, section = {}, None
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"\s*\[([^]]*)\]", line)
+        if header:
+            section = header.group(1).strip()
+            continue
+        option = re.match(r"([^\s#;=:][^=:]*?)\s*[=:]", line)
+        if option and section is not None:
+            lines.setdefault((section, option.group(1).strip().lower()), number)
+    return lines
+
+
+def read_config(path):
+    """Read and validate strix.cfg; raise ConfigError with every problem, each with its line."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([f"{path}: cannot read the config file: {getattr(error, 'strerror', error)}"
+                           " (give its path with -c PATH)"]) from None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, source=path)
+    except configparser.MissingSectionHeaderError as error:
+        raise ConfigError([f"{path} line {error.lineno}: an option before any section: start"
+                           " the file with a line [strix]"]) from None
+    except configparser.ParsingError as error:
+        raise ConfigError([f"{path} line {line}: cannot read {text.splitlines()[line - 1]!r}:"
+                           " write name = value" for line, _ in error.errors]) from None
+    except (configparser.DuplicateOptionError, configparser.DuplicateSectionError) as error:
+        raise ConfigError([f"{path} line {error.lineno}: "
+                           f"{getattr(error, 'option', error.section)} is set twice: keep one"
+                           ]) from None
+    lines, problems, options = _option_lines(text), [], {}
+    for section in parser.sections():
+        if section != "strix":
+            problems.append(f"{path} line {_line_of(text, section)}: unknown section [{section}]:"
+                            " strix.cfg has one section, [strix]")
+    if not parser.has_section("strix"):
+        problems.append(f"{path}: no [strix] section: start the file with a line [strix]")
+    else:
+        for name, value in parser.items("strix"):
+            where = f"{path} line {lines.get(('strix', name), '?')}"
+            if name not in OPTIONS:
+                known = ", ".join(OPTIONS)
+                problems.append(f"{where}: unknown option {name!r}: the options are {known}")
+                continue
+            parse = OPTIONS[name][1]
+            try:
+                options[name] = parse(value.strip())
+            except ValueError:
+                problems.append(f"{where}: {name} = {value!r} is not valid: write {parse.expects}")
+    if problems:
+        raise ConfigError(problems)
+    folder = os.path.dirname(os.path.abspath(path))
+    for name in ("motion_config", "log"):
+        if name in options and options[name] != "-":
+            options[name] = os.path.join(folder, os.path.expanduser(options[name]))
+    return Config(path, **options)
+
+
+def _line_of(text, section):
+    for number, line in enumerate(text.splitlines(), 1):
+        if re.match(r"\s*\[\s*%s\s*\]" % re.escape(section), line):
+            return number
+    return "?"
+
+
+def find_config(path):
+    """The config file to use: -c PATH, else ./strix.cfg, else /etc/strix/strix.cfg."""
+    if path:
+        return path
+    return next((candidate for candidate in CONFIG_PATHS if os.path.exists(candidate)),
+                CONFIG_PATHS[-1])
+
+
+# Motion configuration ########################################################
+
+#: motion's legacy option names and the current ones they mean.
+MOTION_ALIASES = {"thread": "camera", "output_pictures": "picture_output",
+                  "output_debug_pictures": "picture_output_motion", "exif_text": "picture_exif",
+                  "jpeg_filename": "picture_filename"}
+#: The picture_filename strix reads events from.
+PICTURE_FILENAME = "%Y-%m-%d/%v/%H-%M-%S-%q"
+
+
+class Camera(collections.namedtuple("Camera", "id name stream_port")):
+    """One of motion's cameras: id is its folder name Camera<N>, N being motion's camera_id."""
+
+
+class MotionConfig:
+    """What strix needs of motion's configuration: the media folder and the cameras."""
+
+    def __init__(self, path, base, cameras, problems):
+        self.path, self.base, self.cameras, self.problems = path, base, cameras, problems
+        self.camera_ids = {camera.id: camera for camera in cameras}
+
+
+def _read_motion_file(path, options, cameras, problems, reading):
+    """Read one motion config file into `options` ({name: (value, file, line)}), as motion 4.5
+    does; each camera include starts from a copy of the options as they stand at that line."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            lines = file.read().splitlines()
+    except OSError as error:
+        problems.append(f"{path}: cannot read motion's config file: {error.strerror}")
+        return
+    reading = reading + (os.path.realpath(path),)
+    for number, line in enumerate(lines, 1):
+        if not line or line[0] in "#;":
+            continue
+        match = re.match(r"[ \t]*([^ \t=]+)[ \t=]*(.*?)[ \t\r]*\Z", line)
+        if not match:
+            continue
+        name, value = MOTION_ALIASES.get(match.group(1), match.group(1)), match.group(2)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        if name in ("camera", "camera_dir"):
+            if len(reading) > 1:
+                problems.append(f"{path} line {number}: {name} inside a camera file is ignored"
+                                " by motion: move it to the main config file")
+                continue
+            if name == "camera":
+                included = [_include_path(path, value)]
+            else:
+                folder = _include_path(path, value)
+                included = sorted(glob.glob(os.path.join(glob.escape(folder), "*.conf")))
+                if not os.path.isdir(folder):
+                    problems.append(f"{path} line {number}: camera_dir {value}: no such folder")
+            for camera_path in included:
+                if not os.path.isfile(camera_path):
+                    problems.append(f"{path} line {number}: camera {value}: no such file")
+                    cameras.append((camera_path, None))
+                    continue
+                camera_options = dict(options)
+                _read_motion_file(camera_path, camera_options, cameras, problems, reading)
+                cameras.append((camera_path, camera_options))
+        else:
+            options[name] = (value, path, number)
+
+
+def _include_path(including_file, value):
+    """motion looks for a relative include beside the including file, then in its working folder."""
+    if os.path.isabs(value):
+        return value
+    beside = os.path.join(os.path.dirname(os.path.abspath(including_file)), value)
+    return beside if os.path.exists(beside) else os.path.abspath(value)
+
+
+def read_motion_config(path):
+    """Parse motion.conf and its camera files into a MotionConfig; `problems` lists every
+    setting strix cannot work with, each naming the file, the line and what to write."""
+    options, cameras, problems = {}, [], []
+    _read_motion_file(path, options, cameras, problems, ())
+    if not cameras and os.path.isfile(path):
+        cameras = [(path, options)]
+    cameras = [(camera_path, camera) for camera_path, camera in cameras if camera is not None]
+    found, parents = [], set()
+    for camera_path, camera in cameras:
+        def where(name):
+            value, file, line = camera.get(name, (None, camera_path, None))
+            return f"{file} line {line}" if line else file
+
+        def value(name):
+            return camera.get(name, (None,))[0]
+
+        camera_id = value("camera_id")
+        if camera_id is None or not re.match(r"[1-9]\d{0,8}\Z", camera_id.strip()):
+            problems.append(f"{where('camera_id')}: each camera needs a camera_id: write "
+                            f"`camera_id N` (N a number from 1, unique per camera)")
+            continue
+        camera_id = camera_id.strip()
+        target_dir = os.path.normpath(value("target_dir") or "")
+        if os.path.basename(target_dir) != f"Camera{camera_id}" or not os.path.isabs(target_dir):
+            problems.append(f"{where('target_dir')}: target_dir must be BASE/Camera{camera_id}"
+                            f" (camera_id {camera_id}): write `target_dir /var/lib/motion/"
+                            f"Camera{camera_id}` with your media folder")
+        else:
+            parents.add(os.path.dirname(target_dir))
+        port = (value("stream_port") or "").strip()
+        if not re.match(r"\d{1,5}\Z", port) or not 0 < int(port) < 65536:
+            problems.append(f"{where('stream_port')}: Camera{camera_id} needs a stream port for"
+                            f" its live view: write `stream_port {8080 + int(camera_id)}`")
+            port = "0"
+        if value("picture_output") != "on":
+            problems.append(f"{where('picture_output')}: strix builds events from motion's"
+                            " pictures: write `picture_output on`")
+        if value("picture_filename") != PICTURE_FILENAME:
+            problems.append(f"{where('picture_filename')}: write `picture_filename "
+                            f"{PICTURE_FILENAME}`")
+        found.append((camera_id, value("camera_name"), int(port), where("on_event_end"),
+                      value("on_event_end") or ""))
+    base = parents.pop() if len(parents) == 1 else None
+    if len(parents) > 1:
+        problems.append(f"{path}: every camera's target_dir must be in one media folder, found "
+                        + ", ".join(sorted(parents)))
+        base = None
+    ids = [camera_id for camera_id, *_ in found]
+    for camera_id in sorted(set(ids)):
+        if ids.count(camera_id) > 1:
+            problems.append(f"{path}: camera_id {camera_id} is used by {ids.count(camera_id)}"
+                            " cameras: give each camera its own camera_id")
+    want = f"{base or 'BASE'}/{QUEUE_DIR}/Camera%t_%Y-%m-%d_%v"
+    for camera_id, name, port, where_event_end, event_end in found:
+        words = event_end.split()
+        if len(words) != 2 or os.path.basename(words[0]) != "touch" or words[1] != want:
+            problems.append(f"{where_event_end}: strix learns of each event from motion's"
+                            f" on_event_end: write `on_event_end touch {want}`")
+    if not found and not problems:
+        problems.append(f"{path}: no camera found: add `camera /etc/motion/camera1.conf` lines")
+    cameras = sorted({Camera(f"Camera{camera_id}", name or f"Camera{camera_id}", port)
+                      for camera_id, name, port, *_ in found}, key=lambda c: (c.stream_port, c.id))
+    return MotionConfig(path, base, cameras, problems)
+
+
+# Events ######################################################################
+# On disk, BASE/CameraN/YYYY-MM-DD/HH-MM-SS/ holds an event's frames, video.m4v,
+# debug/video.m4v, thumbnail.jpg and .saved when kept. Times are local wall-clock
+# seconds (calendar.timegm of local time), so names, queries and expiry agree
+# whatever the time zone and daylight saving do.
+
+def local_now():
+    """Local wall-clock time as seconds since 1970, the clock event folders are named by."""
+    return calendar.timegm(time.localtime())
+
+
+def parse_time(text):
+    """'YYYY-MM-DD HH:MM:SS' as local wall-clock seconds; ValueError when malformed."""
+    if not re.match(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z", text):
+        raise ValueError(text)
+    return calendar.timegm(time.strptime(text, TIME_FORMAT))
+
+
+def format_time(seconds):
+    return time.strftime(TIME_FORMAT, time.gmtime(seconds))
+
+
+def event_title(seconds):
+    """A title such as 'Sat Nov 28 03:12:34 AM', in English whatever the locale."""
+    moment = time.gmtime(seconds)
+    hour = moment.tm_hour % 12 or 12
+    return (f"{WEEKDAYS[moment.tm_wday]} {MONTHS[moment.tm_mon - 1]} {moment.tm_mday:02d} "
+            f"{hour:02d}:{moment.tm_min:02d}:{moment.tm_sec:02d} "
+            f"{'AM' if moment.tm_hour < 12 else 'PM'}")
+
+
+def midnight(date):
+    """The wall-clock seconds at the start of 'YYYY-MM-DD'; ValueError when not a real date."""
+    return calendar.timegm(time.strptime(date, "%Y-%m-%d"))
+
+
+def event_key(name):
+    """An event folder name as its sort key: seconds since midnight << 8 | the .N suffix."""
+    match = EVENT_RE.match(name)
+    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59 \
+            or int(match.group(3)) > 59:
+        return None
+    hours, minutes, seconds, sequence = match.groups()
+    second = int(hours) * 3600 + int(minutes) * 60 + int(seconds)
+    return second << 8 | int(sequence or 0)
+
+
+def event_name(key):
+    second, sequence = key >> 8, key & MAX_SEQUENCE
+    name = f"{second // 3600:02d}-{second // 60 % 60:02d}-{second % 60:02d}"
+    return f"{name}.{sequence}" if sequence else name
+
+
+def frame_second(name):
+    """The second of the day a frame name (HH-MM-SS-FF.jpg) was taken at."""
+    return int(name[0:2]) * 3600 + int(name[3:5]) * 60 + int(name[6:8])
+
+
+def read_event(event_dir, start_second):
+    """Read one processed event folder: (length in seconds, flags, bytes on disk)."""
+    names, size = [], 0
+    with os.scandir(event_dir) as entries:
+        for entry in entries:
+            names.append(entry.name)
+    frames = sorted(name for name in names if len(name) == 15 and FRAME_RE.match(name))
+    flags = ((HAS_VIDEO if "video.m4v" in names else 0)
+             | (HAS_DEBUG if "debug" in names else 0)
+             | (HAS_THUMBNAIL if "thumbnail.jpg" in names else 0)
+             | (SAVED if ".saved" in names else 0))
+    length = 0
+    if frames:
+        # Frames named before the start were taken after midnight: the event crossed it.
+        start_name = event_name(start_second << 8)
+        after_midnight = bisect.bisect_left(frames, start_name)
+        if after_midnight:
+            length = frame_second(frames[after_midnight - 1]) + 86400 - start_second
+        else:
+            length = frame_second(frames[-1]) - start_second
+    return max(length, 0), flags, size
+
+
+class Event(collections.namedtuple("Event", "camera date name start length flags")):
+    """One event as queries return it; `start` in local wall-clock seconds."""
+
+    @property
+    def url(self):
+        return f"/motion/{self.camera}/{self.date}/{self.name}"
+
+    @property
+    def saved(self):
+        return bool(self.flags & SAVED)
+
+    def json(self):
+        url = self.url
+        return {"start": format_time(self.start), "end": format_time(self.start + self.length),
+                "title": event_title(self.start), "video": f"{url}/video.m4v",
+                "debug_video": f"{url}/debug/video.m4v", "thumbnail": f"{url}/thumbnail.jpg",
+                "images": f"{url}/", "saved": self.saved}
+
+
+class Day:
+    """One camera-day's events in start order, as parallel arrays: 100,000 events take a
+    few MB instead of the hundreds a dict per event would."""
+
+    __slots__ = ("date", "midnight", "keys", "lengths", "flags", "mtime", "pending")
+
+    def __init__(self, date, mtime=0, events=(), pending=()):
+        self.date, self.midnight, self.mtime = sys.intern(date), midnight(date), mtime
+        self.keys, self.lengths, self.flags = array.array("q"), array.array("l"), array.array("B")
+        for key, length, flags in sorted(events):
+            self.keys.append(key)
+            self.lengths.append(length)
+            self.flags.append(flags)
+        self.pending = list(pending)
+
+    def __len__(self):
+        return len(self.keys)
+
+    def find(self, key):
+        index = bisect.bisect_left(self.keys, key)
+        return index if index < len(self.keys) and self.keys[index] == key else None
+
+    def put(self, key, length, flags):
+        index = self.find(key)
+        if index is None:
+            index = bisect.bisect_left(self.keys, key)
+            self.keys.insert(index, key)
+            self.lengths.insert(index, length)
+            self.flags.insert(index, flags)
+        else:
+            self.lengths[index], self.flags[index] = length, flags
+
+    def drop(self, index):
+        del self.keys[index], self.lengths[index], self.flags[index]
+
+    def event(self, camera, index):
+        key = self.keys[index]
+        return Event(camera, self.date, event_name(key), self.midnight + (key >> 8),
+                     self.lengths[index], self.flags[index])
+
+    def rows(self):
+        return [[key, length, flags] for key, length, flags
+                in zip(self.keys, self.lengths, self.flags)]
+
+
+def _safe_dir(path, real_base):
+    """True when `path` is a real folder inside BASE, no symlink on the way."""
+    real = os.path.realpath(path)
+    return real == os.path.join(real_base, os.path.relpath(path, real_base)) \
+        and real.startswith(real_base + os.sep) and os.path.isdir(real)
+
+
+def delete_in_background(folder):
+    """Delete `folder` in a short-lived child process, so no request waits on a slow rm -r."""
+    multiprocessing.active_children()  # reaps the children that have finished
+    process = multiprocessing.get_context("fork").Process(
+        target=shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, daemon=True)
+    process.start()
+    return process
+
+
+class EventCache:
+    """Every camera's events in memory, under one lock, and in one index file per camera-day
+    under BASE/.strix (trusted while the day folder's mtime is unchanged), so a restart
+    reads a few hundred small files instead of walking every event folder.
+
+    `lock` guards the in-memory data and is held only for short, memory-only work;
+    `disk_lock` serialises the changes that touch disk and memory together.
+    """
+
+    def __init__(self, base, camera_ids, keep_days=45, check_minutes=60):
+        self.base, self.real_base = base, os.path.realpath(base)
+        self.keep_days, self.check_seconds = keep_days, check_minutes * 60
+        self.lock, self.disk_lock = threading.Lock(), threading.RLock()
+        self.days = {camera: {} for camera in camera_ids}
+        self.dates = {camera: [] for camera in camera_ids}
+        self.ready = threading.Event()
+        self.next_expiry = 0
+        self.last_expiry = None
+
+    # Loading
+
+    def preload(self):
+        """Load every camera's days, newest first (so the home page is ready first), clean up
+        what a crash left in the delete queue, then run expiry once."""
+        started = time.monotonic()
+        for folder in (QUEUE_DIR, DELETE_DIR, INDEX_DIR):
+            os.makedirs(os.path.join(self.base, folder), exist_ok=True)
+        leftovers = os.listdir(os.path.join(self.base, DELETE_DIR))
+        for name in leftovers:
+            delete_in_background(os.path.join(self.base, DELETE_DIR, name))
+        if leftovers:
+            log.info("delete queue emptied", folders=len(leftovers))
+        todo = sorted(((date, camera) for camera in self.days for date in self._disk_dates(camera)),
+                      reverse=True)
+        count, stale = 0, 0
+        for number, (date, camera) in enumerate(todo, 1):
+            day, from_index = self._load_day(camera, date)
+            stale += not from_index
+            count += len(day)
+            with self.lock:
+                self._store_day(camera, day)
+            if number % 100 == 0:
+                log.info("preload progress", days=number, of=len(todo), events=count,
+                         seconds=round(time.monotonic() - started, 2))
+        self.ready.set()
+        log.info("preload done", events=count, days=len(todo), days_rescanned=stale,
+                 seconds=round(time.monotonic() - started, 2))
+        self.expire()
+
+    def _disk_dates(self, camera):
+        folder = os.path.join(self.base, camera)
+        if not _safe_dir(folder, self.real_base):
+            if os.path.lexists(folder):
+                log.warning("camera folder refused: not a real folder inside BASE", path=folder)
+            return []
+        with os.scandir(folder) as entries:
+            return [entry.name for entry in entries
+                    if DATE_RE.match(entry.name) and entry.is_dir(follow_symlinks=False)]
+
+    def _index_path(self, camera, date):
+        return os.path.join(self.base, INDEX_DIR, camera, f"{date}.json")
+
+    def _load_day(self, camera, date):
+        """A Day from its index file when that is current, else from a scan of the folder."""
+        day_dir = os.path.join(self.base, camera, date)
+        try:
+            mtime = os.stat(day_dir).st_mtime_ns
+            with open(self._index_path(camera, date), "rb") as file:
+                index = json.load(file)
+            if index["mtime"] == mtime and index["written"] > mtime + 2 * 10**9:
+                return Day(date, mtime, _checked_rows(index["events"]),
+                           [name for name in index["pending"] if NUMBER_RE.match(name)]), True
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning("index file unreadable, folder rescanned", camera=camera, date=date,
+                        error=str(error))
+        return self.scan_day(camera, date), False
+
+    def scan_day(self, camera, date):
+        """Read a day folder from disk and write its index file."""
+        day_dir = os.path.join(self.base, camera, date)
+        mtime, events, pending = os.stat(day_dir).st_mtime_ns, [], []
+        with os.scandir(day_dir) as entries:
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                key = event_key(entry.name)
+                if key is not None:
+                    events.append((key, *read_event(entry.path, key >> 8)[:2]))
+                elif NUMBER_RE.match(entry.name):
+                    pending.append(entry.name)
+        day = Day(date, mtime, events, pending)
+        self._write_index(camera, day)
+        return day
+
+    def _write_index(self, camera, day):
+        index = {"mtime": day.mtime, "written": time.time_ns(), "events": day.rows(),
+                 "pending": day.pending}
+        path = self._index_path(camera, day.date)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomically(path, json.dumps(index, separators=(",", ":")).encode())
+
+    def _store_day(self, camera, day):
+        """Put a Day in memory (under self.lock), or drop it when it holds nothing."""
+        days, dates = self.days[camera], self.dates[camera]
+        if day.date not in days:
+            bisect.insort(dates, day.date)
+        days[day.date] = day
+        if not day.keys and not day.pending:
+            del days[day.date]
+            dates.remove(day.date)
+
+    def pending(self):
+        """Unprocessed (numbered) event folders: [(camera, date, number)]."""
+        with self.lock:
+            return [(camera, date, number) for camera, days in self.days.items()
+                    for date, day in days.items() for number in day.pending]
+
+    def refresh(self):
+        """Re-read every day folder whose mtime changed behind strix's back (a folder
+        deleted or added by hand); strix's own changes keep the mtime it remembers."""
+        changed = 0
+        with self.disk_lock:
+            for camera in self.days:
+                with self.lock:
+                    known = {date: day.mtime for date, day in self.days[camera].items()}
+                for date in self._disk_dates(camera):
+                    try:
+                        if known.pop(date, None) != os.stat(
+                                os.path.join(self.base, camera, date)).st_mtime_ns:
+                            day = self.scan_day(camera, date)
+                            with self.lock:
+                                self._store_day(camera, day)
+                            changed += 1
+                    except FileNotFoundError:
+                        known[date] = None
+                for date in known:  # day folders gone from disk
+                    with self.lock:
+                        self._store_day(camera, Day(date))
+                    changed += 1
+        if changed:
+            log.info("day folders changed on disk, rescanned", days=changed)
+        return changed
+
+    # Changes
+
+    def set(self, camera, date, name, numbered_in=None):
+        """Store (or update) one processed event from its folder on disk, write its day's
+        index file, and expire old events when check_minutes have passed. `numbered_in` is
+        the day folder it was processed in, when that is not the day it started."""
+        key = event_key(name)
+        with self.disk_lock:
+            day_dir = os.path.join(self.base, camera, date)
+            length, flags, _ = read_event(os.path.join(day_dir, name), key >> 8)
+            with self.lock:
+                day = self.days[camera].get(date) or Day(date)
+                day.put(key, length, flags)
+                self._store_day(camera, day)
+            for changed in {date, numbered_in or date}:
+                self._sync_day(camera, changed)
+        if time.monotonic() >= self.next_expiry:
+            self.expire()
+
+    def _sync_day(self, camera, date):
+        """After strix changed a day folder: remember its new mtime and rewrite its index."""
+        day_dir = os.path.join(self.base, camera, date)
+        with self.lock:
+            day = self.days[camera].get(date)
+            if day is None:
+                return
+            day.mtime = os.stat(day_dir).st_mtime_ns if os.path.isdir(day_dir) else 0
+            day.pending = [number for number in day.pending
+                           if os.path.isdir(os.path.join(day_dir, number))]
+            snapshot = Day(date, day.mtime, zip(day.keys, day.lengths, day.flags), day.pending)
+        self._write_index(camera, snapshot)
+
+    def set_saved(self, camera, date, name, saved):
+        """Keep an event (never expired) or let it expire again; False when it is unknown."""
+        event = self.get(camera, date, name)
+        if event is None:
+            return False
+        marker = os.path.join(self.base, camera, date, name, ".saved")
+        if saved:
+            open(marker, "a").close()
+        elif os.path.exists(marker):
+            os.remove(marker)
+        self.set(camera, date, name)
+        return True
+
+    def delete(self, camera, date, name):
+        """Delete one event through the delete queue; False when it is unknown."""
+        with self.disk_lock:
+            with self.lock:
+                day = self.days[camera].get(date)
+                index = day.find(event_key(name)) if day else None
+                if index is None:
+                    return False
+                day.drop(index)
+            self._move_to_delete_queue([(camera, date, name)], keep_saved=False)
+            self._sync_day(camera, date)
+        return True
+
+    def expire(self):
+        """Remove events older than keep_days (never a saved one): out of the cache at once,
+        their folders renamed into the delete queue and deleted by a background process."""
+        self.next_expiry = time.monotonic() + self.check_seconds
+        if not self.keep_days:
+            return
+        started = time.monotonic()
+        cutoff = local_now() - self.keep_days * 86400
+        cutoff_date = time.strftime("%Y-%m-%d", time.gmtime(cutoff))
+        expired = []
+        with self.disk_lock:
+            for camera in self.days:
+                with self.lock:
+                    old_dates = self.dates[camera][:bisect.bisect_right(self.dates[camera],
+                                                                        cutoff_date)]
+                for date in old_dates:
+                    with self.lock:  # one day at a time keeps the lock short
+                        day = self.days[camera][date]
+                        rows = list(zip(day.keys, day.lengths, day.flags))
+                        keep = [row for row in rows if row[2] & SAVED
+                                or day.midnight + (row[0] >> 8) >= cutoff]
+                        if len(keep) < len(rows):
+                            self._store_day(camera, Day(date, day.mtime, keep, day.pending))
+                    kept = set(keep)
+                    expired += [(camera, date, event_name(row[0])) for row in rows
+                                if row not in kept]
+            moved = self._move_to_delete_queue(expired)
+            for camera, date in sorted({(camera, date) for camera, date, _ in expired}):
+                self._sync_day(camera, date)
+                if self.days[camera].get(date) is None:
+                    self._remove_empty_day(camera, date)
+        self.last_expiry = {"time": format_time(local_now()), "events": len(expired),
+                            "folders": moved, "seconds": round(time.monotonic() - started, 3)}
+        if expired:
+            log.info("expired", **self.last_expiry)
+
+    def _move_to_delete_queue(self, events, keep_saved=True):
+        """Rename event folders into BASE/delete_queue/<tmp>/CameraN/DATE/ and delete that in
+        the background. With keep_saved, a folder kept (.saved) on disk goes back in the cache."""
+        if not events:
+            return 0
+        batch = tempfile.mkdtemp(dir=os.path.join(self.base, DELETE_DIR))
+        moved = 0
+        for camera, date, name in events:
+            event_dir = os.path.join(self.base, camera, date, name)
+            if not _safe_dir(event_dir, self.real_base):
+                log.warning("refused to delete: not a real folder inside BASE", path=event_dir)
+                continue
+            if keep_saved and os.path.exists(os.path.join(event_dir, ".saved")):
+                self.set(camera, date, name)
+                continue
+            target = os.path.join(batch, camera, date)
+            os.makedirs(target, exist_ok=True)
+            os.rename(event_dir, os.path.join(target, name))
+            moved += 1
+        delete_in_background(batch)
+        return moved
+
+    def _remove_empty_day(self, camera, date):
+        day_dir = os.path.join(self.base, camera, date)
+        try:
+            os.rmdir(day_dir)
+        except OSError:
+            return  # not empty: pending or unknown folders stay
+        try:
+            os.remove(self._index_path(camera, date))
+        except FileNotFoundError:
+            pass
+
+    # Queries
+
+    def get(self, camera, date, name):
+        """One event, or None."""
+        key = event_key(name)
+        with self.lock:
+            day = self.days.get(camera, {}).get(date)
+            index = day.find(key) if day and key is not None else None
+            return day.event(camera, index) if index is not None else None
+
+    def query(self, camera, start, end, offset=0, limit=10):
+        """The newest events of `camera` starting in [start, end], skipping `offset`, at most
+        `limit` (0: all), oldest first. Costs the days in range plus the events returned."""
+        start_date = time.strftime("%Y-%m-%d", time.gmtime(max(start, 0)))
+        end_date = time.strftime("%Y-%m-%d", time.gmtime(max(end, 0)))
+        found = []
+        with self.lock:
+            dates, days = self.dates[camera], self.days[camera]
+            low = bisect.bisect_left(dates, start_date)
+            for position in range(bisect.bisect_right(dates, end_date) - 1, low - 1, -1):
+                day = days[dates[position]]
+                first = bisect.bisect_left(day.keys, (start - day.midnight) << 8)
+                last = bisect.bisect_left(day.keys, (end - day.midnight + 1) << 8)
+                if last - first <= offset:
+                    offset -= last - first
+                    continue
+                stop = first if not limit else max(first, last - offset - (limit - len(found)))
+                found.extend(day.event(camera, index)
+                             for index in range(last - offset - 1, stop - 1, -1))
+                offset = 0
+                if limit and len(found) >= limit:
+                    break
+        found.reverse()
+        return found
+
+    def neighbours(self, event):
+        """The events just before and after `event` of the same camera (None at either end)."""
+        with self.lock:
+            dates, days = self.dates[event.camera], self.days[event.camera]
+            position = bisect.bisect_left(dates, event.date)
+            index = days[event.date].find(event_key(event.name)) if event.date in days else None
+            if index is None:
+                return None, None
+            return (self._step(event.camera, position, index, -1),
+                    self._step(event.camera, position, index, 1))
+
+    def _step(self, camera, position, index, direction):
+        dates, days = self.dates[camera], self.days[camera]
+        index += direction
+        while 0 <= position < len(dates):
+            day = days[dates[position]]
+            if 0 <= index < len(day):
+                return day.event(camera, index)
+            position += direction
+            if 0 <= position < len(dates):
+                index = 0 if direction > 0 else len(days[dates[position]]) - 1
+        return None
+
+    def count(self, camera=None):
+        with self.lock:
+            return sum(len(day) for cam in ([camera] if camera else self.days)
+                       for day in self.days[cam].values())
+
+
+def _checked_rows(rows):
+    """An index file's events, refusing wrong types rather than trusting them."""
+    checked = []
+    for key, length, flags in rows:
+        if not all(type(value) is int for value in (key, length, flags)) \
+                or not 0 <= key < 86400 << 8 or not 0 <= length < 10**7 or not 0 <= flags < 256:
+            raise ValueError(f"bad event row {[key, length, flags]!r}")
+        checked.append((key, length, flags))
+    return checked
+
+
+def write_atomically(path, data):
+    """Write a file so that a crash leaves the old or the new version, never half of one."""
+    folder = os.path.dirname(path)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+# Processing ##################################################################
+# motion writes BASE/CameraN/DATE/<number>/ and touches BASE/queue/CameraN_DATE_<number>
+# when the event ends; strix encodes the videos, picks a thumbnail and renames the
+# folder to the event's start time. Every step can be redone, so a crash or restart
+# half way leaves a numbered folder that the next start processes again.
+
+#: Events longer than this many seconds become a timelapse, played TIMELAPSE times faster.
+TIMELAPSE_AFTER, TIMELAPSE = 300, 16
+#: Frame rate assumed when the frames' timestamps do not tell one.
+FALLBACK_FPS = 5
+#: A numbered folder whose newest frame is younger than this may still be written by motion.
+BUSY_SECONDS = 120
+#: Seconds around midnight within which an event is taken to cross it.
+MIDNIGHT_MARGIN = 600
+
+
+def frame_names(folder, debug=False):
+    """The frames of an event folder in name order (debug frames when `debug`)."""
+    suffix = "m.jpg" if debug else ".jpg"
+    return sorted(name for name in os.listdir(folder) if FRAME_RE.match(name)
+                  and name.endswith(suffix) and (debug or not name.endswith("m.jpg")))
+
+
+def in_time_order(frames):
+    """Frames of one event in the order they were taken: when an event crosses midnight,
+    the frames named 23:5x come before those named 00:0x."""
+    if frames and frame_second(frames[0]) < MIDNIGHT_MARGIN \
+            and frame_second(frames[-1]) >= 86400 - MIDNIGHT_MARGIN:
+        evening = bisect.bisect_left(frames, "12")
+        return frames[evening:] + frames[:evening]
+    return frames
+
+
+def frames_per_second(frames):
+    """Frames actually captured per second, from the frames' own timestamps."""
+    if len(frames) < 2:
+        return FALLBACK_FPS
+    span = (frame_second(frames[-1]) - frame_second(frames[0])) % 86400 + 1
+    return min(max(len(frames) / span, 1), 100)
+
+
+def encode_video(folder, frames, output, codec):
+    """Encode `frames` (names in `folder`, in time order) into an H.264 MP4 at `output`
+    that lasts as long as the event did. Raises RuntimeError with ffmpeg's reason."""
+    if not shutil.which("ffmpeg"):
+        raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg)")
+    rate = frames_per_second(frames)
+    seconds = len(frames) / rate
+    if seconds > TIMELAPSE_AFTER:
+        rate *= TIMELAPSE
+    partial = output + ".part"
+    command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "image2pipe", "-c:v", "mjpeg", "-framerate", f"{rate:.4f}", "-i", "pipe:0",
+               "-vf", "scale='trunc(min(1280,iw)/2)*2':-2,format=yuv420p",
+               *(["-r", "30"] if rate > 30 else []), "-c:v", *codec,
+               "-movflags", "+faststart", "-f", "mp4", partial]
+    with tempfile.TemporaryFile() as errors:
+        ffmpeg = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=errors)
+        try:
+            for name in frames:
+                with open(os.path.join(folder, name), "rb") as frame:
+                    ffmpeg.stdin.write(frame.read())
+            ffmpeg.stdin.close()
+        except BrokenPipeError:
+            pass
+        finally:
+            status = ffmpeg.wait()
+        errors.seek(0)
+        reason = errors.read()[-500:].decode(errors="replace").strip()
+    made = os.path.exists(partial) and os.path.getsize(partial) > 0
+    if status or not made:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise RuntimeError(f"ffmpeg failed ({status}): {reason or 'no video written'}")
+    os.replace(partial, output)
+
+
+def pick_thumbnail_frame(folder, frames):
+    """The frame with the most changed pixels, from motion's EXIF ImageDescription
+    (picture_exif %D-...); without it, the frame a quarter of the way in."""
+    best, most = frames[len(frames) // 4], -1
+    for name in frames:
+        try:
+            with Image.open(os.path.join(folder, name)) as image:
+                description = image.getexif().get(270)
+            changed = int(str(description).split("-", 1)[0])
+        except (OSError, ValueError, SyntaxError):
+            continue
+        if changed > most:
+            best, most = name, changed
+    return best
+
+
+def make_thumbnail(folder, frames, output):
+    """thumbnail.jpg, at most 640x480, from the most telling frame that Pillow can read."""
+    first = pick_thumbnail_frame(folder, frames)
+    for name in [first] + [name for name in frames if name != first]:
+        try:
+            with Image.open(os.path.join(folder, name)) as image:
+                image.thumbnail((640, 480))
+                data = io.BytesIO()
+                image.convert("RGB").save(data, "JPEG", quality=80)
+        except (OSError, ValueError, SyntaxError):
+            continue
+        write_atomically(output, data.getvalue())
+        return True
+    return False
+
+
+def _gather_midnight_frames(base, camera, date, number, event_dir):
+    """An event that crossed midnight left its first frames in the previous day's folder
+    of the same number: move them in (frames are never left behind)."""
+    previous = time.strftime("%Y-%m-%d", time.gmtime(midnight(date) - 86400))
+    previous_dir = os.path.join(base, camera, previous, number)
+    if not os.path.isdir(previous_dir) or os.path.islink(previous_dir):
+        return
+    earlier = frame_names(previous_dir) or frame_names(previous_dir, debug=True)
+    later = frame_names(event_dir) or frame_names(event_dir, debug=True)
+    if not earlier or not later or frame_second(earlier[-1]) < 86400 - MIDNIGHT_MARGIN \
+            or frame_second(later[0]) >= MIDNIGHT_MARGIN:
+        return
+    for name in os.listdir(previous_dir):
+        if FRAME_RE.match(name) and not os.path.exists(os.path.join(event_dir, name)):
+            os.rename(os.path.join(previous_dir, name), os.path.join(event_dir, name))
+    try:
+        os.rmdir(previous_dir)
+    except OSError:
+        pass
+
+
+def process_event(base, camera, date, number, codec):
+    """Turn motion's BASE/camera/date/number/ into a processed event folder.
+    Returns (date, name, problems): where the event now is, and what failed."""
+    event_dir = os.path.join(base, camera, date, number)
+    _gather_midnight_frames(base, camera, date, number, event_dir)
+    debug_dir = os.path.join(event_dir, "debug")
+    debug_frames = frame_names(event_dir, debug=True)
+    if debug_frames:
+        os.makedirs(debug_dir, exist_ok=True)
+        for name in debug_frames:
+            os.replace(os.path.join(event_dir, name), os.path.join(debug_dir, name))
+    frames = in_time_order(frame_names(event_dir))
+    debug_frames = in_time_order(frame_names(debug_dir, debug=True)) \
+        if os.path.isdir(debug_dir) else []
+    timeline = frames or debug_frames
+    if not timeline:
+        raise RuntimeError("no frames in the event folder")
+    problems = []
+    for folder, names, what in ((event_dir, frames, "video"), (debug_dir, debug_frames, "debug")):
+        output = os.path.join(folder, "video.m4v")
+        if names and not os.path.exists(output):
+            try:
+                encode_video(folder, names, output, codec)
+            except (RuntimeError, OSError) as error:
+                problems.append(f"{what}: {error}")
+    thumbnail = os.path.join(event_dir, "thumbnail.jpg")
+    if not os.path.exists(thumbnail) and not make_thumbnail(
+            event_dir if frames else debug_dir, timeline, thumbnail):
+        problems.append("thumbnail: no frame could be read")
+    start = timeline[0][:8]
+    if frame_second(timeline[0]) > frame_second(timeline[-1]):  # crossed midnight
+        date = time.strftime("%Y-%m-%d", time.gmtime(midnight(date) - 86400))
+    day_dir = os.path.join(base, camera, date)
+    os.makedirs(day_dir, exist_ok=True)
+    for sequence in range(MAX_SEQUENCE + 1):
+        name = f"{start}.{sequence}" if sequence > 1 else start
+        if sequence == 1 or os.path.lexists(os.path.join(day_dir, name)):
+            continue
+        try:
+            os.rename(event_dir, os.path.join(day_dir, name))
+            return date, name, problems
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    raise RuntimeError(f"more than {MAX_SEQUENCE} events started at {date} {start}")
+
+
+class Processor:
+    """Watches BASE/queue in a background thread and processes each entry in a pool of
+    `jobs` threads (ffmpeg runs as a subprocess, so threads are enough)."""
+
+    def __init__(self, config, motion, cache):
+        self.base, self.cameras, self.cache = motion.base, motion.camera_ids, cache
+        self.codec = config.video_codec
+        self.pool = concurrent.futures.ThreadPoolExecutor(config.jobs, "process")
+        self.lock = threading.Lock()
+        self.running = set()
+        self.failed = collections.deque(maxlen=20)
+        self.stopping = threading.Event()
+
+    def start(self):
+        threading.Thread(target=self.run, name="queue", daemon=True).start()
+
+    def run(self):  # pragma: no cover - the loop around poll(), run by the server
+        self.cache.ready.wait()
+        last_sweep = 0
+        while not self.stopping.is_set():
+            self.poll()
+            if time.monotonic() - last_sweep > 60:
+                self.cache.refresh()
+                self.requeue()
+                last_sweep = time.monotonic()
+            self.stopping.wait(1)
+
+    def poll(self):
+        """Take every queue entry: check it, remove it, and process it in the pool.
+        Returns the futures of the events started."""
+        queue_dir = os.path.join(self.base, QUEUE_DIR)
+        futures = []
+        for entry in sorted(os.listdir(queue_dir)):
+            path = os.path.join(queue_dir, entry)
+            try:
+                os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) \
+                    else os.remove(path)
+            except OSError as error:
+                log.warning("queue entry could not be removed", entry=entry, error=str(error))
+                continue
+            event = self.check_entry(entry)
+            if event:
+                futures.append(self.submit(*event))
+        return [future for future in futures if future]
+
+    def check_entry(self, entry):
+        """(camera, date, number) for a queue entry naming a real unprocessed event folder,
+        else None, with a log line saying why it was refused."""
+        match = QUEUE_RE.match(entry)
+        reason = None
+        if not match:
+            reason = "not of the form Camera<N>_<YYYY-MM-DD>_<number>"
+        elif match.group(1) not in self.cameras:
+            reason = "no such camera in motion's configuration"
+        else:
+            camera, date, number = match.groups()
+            try:
+                midnight(date)
+            except ValueError:
+                reason = "not a real date"
+            else:
+                if not _safe_dir(os.path.join(self.base, camera, date, number),
+                                 self.cache.real_base):
+                    reason = "no such event folder inside BASE"
+        if reason:
+            log.warning("queue entry refused", entry=entry, reason=reason)
+            return None
+        return match.groups()
+
+    def submit(self, camera, date, number):
+        with self.lock:
+            if (camera, date, number) in self.running:
+                return None
+            self.running.add((camera, date, number))
+        return self.pool.submit(self.process, camera, date, number)
+
+    def requeue(self):
+        """Process numbered folders left without a queue entry (a crash or restart half way),
+        except those motion may still be writing."""
+        for camera, date, number in self.cache.pending():
+            folder = os.path.join(self.base, camera, date, number)
+            try:
+                newest = max([os.stat(os.path.join(folder, name)).st_mtime
+                              for name in os.listdir(folder)] or [os.stat(folder).st_mtime])
+            except OSError:
+                continue
+            if time.time() - newest > BUSY_SECONDS and _safe_dir(folder, self.cache.real_base):
+                log.info("unprocessed event folder queued again", camera=camera, date=date,
+                         number=number)
+                self.submit(camera, date, number)
+
+    def process(self, camera, date, number):
+        """Process one event and store it in the cache; failures are logged, never raised."""
+        started = time.monotonic()
+        try:
+            event_date, name, problems = process_event(self.base, camera, date, number,
+                                                       self.codec)
+            self.cache.set(camera, event_date, name, numbered_in=date)
+            seconds = round(time.monotonic() - started, 2)
+            if problems:
+                log.warning("event processed without some of its parts", camera=camera,
+                            folder=f"{event_date}/{name}", problems=problems)
+                self.failed.append({"camera": camera, "event": f"{event_date}/{name}",
+                                    "reason": "; ".join(problems), "time": local_now()})
+            log.info("event processed", camera=camera, folder=f"{event_date}/{name}",
+                     number=number, seconds=seconds)
+        except Exception as error:
+            log.error("event processing failed, its frames are kept", camera=camera, date=date,
+                      number=number, error=str(error))
+            self.failed.append({"camera": camera, "event": f"{date}/{number}",
+                                "reason": str(error), "time": local_now()})
+        finally:
+            with self.lock:
+                self.running.discard((camera, date, number))
+
+
+# Web #########################################################################
+
+#: Files under a camera folder that /motion/ serves, with their content types.
+MEDIA_TYPES = {".jpg": "image/jpeg", ".m4v": "video/mp4"}
+
+
+def json_error(status, message):
+    """An HTTPResponse with a JSON body {"error": message} (abort() would send HTML)."""
+    return bottle.HTTPResponse(json.dumps({"error": message}), status=status,
+                               content_type="application/json")
+
+
+def _query_text(name):
+    """A query value as text (the last one when repeated), None when absent."""
+    if name not in bottle.request.query:
+        return None
+    text = bottle.request.query.getunicode(name)
+    if text is None:
+        raise json_error(400, f"{name} is not valid UTF-8")
+    return text
+
+
+def _query_time(name, default):
+    text = _query_text(name)
+    if text is None:
+        return default
+    try:
+        return parse_time(text.strip())
+    except ValueError:
+        raise json_error(400, f"{name} must be YYYY-MM-DD HH:MM:SS, not {text!r}") from None
+
+
+def _query_count(name, default):
+    text = _query_text(name)
+    if text is None:
+        return default
+    if not re.match(r"\d{1,9}\Z", text.strip()):
+        raise json_error(400, f"{name} must be a whole number from 0, not {text!r}")
+    return int(text)
+
+
+def media_path(base, path):
+    """The real path of a /motion/ URL path if it lies inside a camera folder, else None."""
+    parts = path.split("/")
+    if not CAMERA_RE.match(parts[0]) or any(part in (".", "..") or "\0" in part
+                                            for part in parts):
+        return None
+    real_base = os.path.realpath(base)
+    wanted = os.path.normpath(os.path.join(real_base, *parts))
+    real = os.path.realpath(wanted)
+    return real if real == wanted and real.startswith(real_base + os.sep) else None
+
+
+def log_requests(callback):
+    """Bottle plugin: one debug log line per request, with its status and duration."""
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return callback(*args, **kwargs)
+        finally:
+            log.debug("request", method=bottle.request.method, path=bottle.request.path,
+                      status=bottle.response.status_code,
+                      ms=round((time.perf_counter() - started) * 1000, 2))
+    return wrapper
+
+
+def make_app(config, motion, cache, processor=None):
+    """The Bottle app serving the pages, the JSON API and the media of one media folder."""
+    app = bottle.Bottle()
+    app.install(log_requests)
+    templates = [os.path.join(ROOT, "views")]
+    base = motion.base
+
+    def render(name, **values):
+        return bottle.template(name, template_lookup=templates, version=__version__,
+                               cameras=motion.cameras, **values)
+
+    def known_cameras(ids):
+        cameras = ids.split(",")
+        unknown = [camera for camera in cameras if camera not in motion.camera_ids]
+        if unknown:
+            raise json_error(404, f"no such camera: {', '.join(unknown)}")
+        return cameras
+
+    @app.error(400)
+    @app.error(404)
+    @app.error(405)
+    @app.error(500)
+    def error_page(error):
+        if error.status_code == 500:
+            log.error("request failed", path=bottle.request.path, error=repr(error.exception),
+                      traceback=error.traceback)
+        if bottle.request.path.startswith("/api/"):
+            bottle.response.content_type = "application/json"
+            return json.dumps({"error": error.body or error.status_line})
+        return render("error", status=error.status_line, message=error.body)
+
+    @app.get("/")
+    def home():
+        newest = {camera.id: cache.query(camera.id, 0, local_now(), 0, 5)
+                  for camera in motion.cameras}
+        return render("index", newest=newest)
+
+    @app.get("/api/cameras/list")
+    def cameras_list():
+        return {"cameras": [[camera.id, camera.stream_port] for camera in motion.cameras]}
+
+    @app.get("/api/events/<ids>")
+    def events(ids):
+        cameras = known_cameras(ids)
+        start, end = _query_time("start", 0), _query_time("end", local_now())
+        offset, limit = _query_count("offset", 0), _query_count("limit", 10)
+        return {"start": format_time(start), "end": format_time(end), "offset": offset,
+                "limit": limit,
+                "events": {camera: [event.json() for event in
+                                    cache.query(camera, start, end, offset, limit)]
+                           for camera in cameras}}
+
+    @app.get("/motion/<path:path>")
+    def media(path):
+        real = media_path(base, path)
+        if real is None:
+            raise bottle.HTTPError(404, "no such file")
+        parts = path.strip("/").split("/")
+        if os.path.isdir(real) and len(parts) == 3 and parts[0] in motion.camera_ids:
+            event = cache.get(*parts)
+            if event is not None:
+                return render("frames", event=event, frames=frame_names(real))
+        kind = MEDIA_TYPES.get(os.path.splitext(real)[1])
+        if kind is None or not os.path.isfile(real):
+            raise bottle.HTTPError(404, "no such file")
+        download = os.path.basename(path) if bottle.request.query.download else False
+        return bottle.static_file(os.path.relpath(real, os.path.realpath(base)),
+                                  root=os.path.realpath(base), mimetype=kind,
+                                  download=download)
+
+    @app.get("/static/<path:path>")
+    def static(path):
+        return bottle.static_file(path, root=os.path.join(ROOT, "static"))
+
+    return app
+
+
+# Logging #####################################################################
+
+#: Size and number of rotated log files when strix.cfg's `log` names a file.
+LOG_MAX_BYTES, LOG_BACKUPS = 5 * 2**20, 3
+
+
+def setup_logging(target="-", level=logging.INFO):
+    """structlog JSON lines on stderr (journald keeps them) or in a rotated file."""
+    handler = (logging.StreamHandler(sys.stderr) if target == "-" else
+               logging.handlers.RotatingFileHandler(target, maxBytes=LOG_MAX_BYTES,
+                                                    backupCount=LOG_BACKUPS))
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("strix")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+    structlog.configure(
+        processors=[structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso"),
+                    structlog.processors.format_exc_info,
+                    structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True)
+
+
+# Demo ########################################################################
+
+#: The demo's cameras: name and the colour of the visitor that walks past.
+DEMO_CAMERAS = (("Front door", (230, 80, 60)), ("Garden", (60, 160, 230)),
+                ("Garage", (240, 200, 40)))
+#: When the demo's events happen each day (hour, minute, second).
+DEMO_TIMES = ((7, 12, 5), (12, 40, 33), (18, 5, 10), (22, 30, 0))
+#: Frames per demo event, taken DEMO_FPS a second.
+DEMO_FRAMES, DEMO_FPS = 16, 4
+
+
+def draw_demo_frame(scene, colour, step, moment):
+    """One 640x360 frame: a still scene with a visitor `step` frames in, and the time."""
+    image = scene.copy()
+    draw = ImageDraw.Draw(image)
+    x = 40 + step * 34
+    draw.rectangle((x, 170, x + 50, 290), fill=colour)
+    draw.ellipse((x + 8, 130, x + 42, 164), fill=colour)
+    draw.text((12, 10), time.strftime(TIME_FORMAT, time.gmtime(moment)), fill=(255, 255, 255))
+    return image, (x, 130, x + 50, 290)
+
+
+def _demo_scene(number):
+    scene = Image.new("RGB", (640, 360), (40, 60, 90))
+    draw = ImageDraw.Draw(scene)
+    draw.rectangle((0, 290, 640, 360), fill=(50, 90, 50))
+    draw.rectangle((380 - number * 60, 150, 600 - number * 60, 290), fill=(120, 110, 100))
+    draw.polygon(((370 - number * 60, 150), (490 - number * 60, 80),
+                  (610 - number * 60, 150)), fill=(140, 60, 50))
+    return scene
+
+
+def write_demo_event(event_dir, scene, colour, start):
+    """Frames (and debug frames) as motion writes them for one event starting at `start`."""
+    os.makedirs(event_dir, exist_ok=True)
+    for step in range(DEMO_FRAMES):
+        moment = start + step // DEMO_FPS
+        image, box = draw_demo_frame(scene, colour, step, moment)
+        name = time.strftime("%H-%M-%S", time.gmtime(moment)) + f"-{step % DEMO_FPS:02d}"
+        exif = Image.Exif()
+        changed = (box[2] - box[0]) * (box[3] - box[1]) - abs(step - DEMO_FRAMES // 2) * 100
+        exif[270] = f"{changed}-4-50-160-{box[0] + 25}-{box[1] + 80}"
+        image.save(os.path.join(event_dir, f"{name}.jpg"), quality=80, exif=exif)
+        mask = Image.new("L", image.size)
+        ImageDraw.Draw(mask).rectangle(box, fill=255)
+        mask.save(os.path.join(event_dir, f"{name}m.jpg"), quality=80)
+
+
+def make_demo(folder, days=3):
+    """Create (once) a demo media folder with a matching motion.conf and strix.cfg, its
+    events left unprocessed with their queue entries, so strix processes them at start.
+    Returns the path of the demo's strix.cfg."""
+    folder = os.path.abspath(folder)
+    config_path = os.path.join(folder, "strix.cfg")
+    if os.path.exists(config_path):
+        return config_path
+    base = os.path.join(folder, "media")
+    os.makedirs(os.path.join(base, QUEUE_DIR), exist_ok=True)
+    lines = ["# motion.conf for strix's demo: the lines strix needs, see README.md",
+             "picture_output on", "picture_output_motion on",
+             "picture_exif %D-%N-%i-%J-%K-%L", f"picture_filename {PICTURE_FILENAME}",
+             f"on_event_end touch {base}/{QUEUE_DIR}/Camera%t_%Y-%m-%d_%v", "movie_output off"]
+    today = local_now() // 86400 * 86400
+    for number, (name, colour) in enumerate(DEMO_CAMERAS, 1):
+        camera_conf = os.path.join(folder, f"camera{number}.conf")
+        with open(camera_conf, "w") as file:
+            file.write(f"camera_id {number}\ncamera_name {name}\ntarget_dir {base}/Camera{number}"
+                       f"\nstream_port {8080 + number}\n")
+        lines.append(f"camera camera{number}.conf")
+        scene = _demo_scene(number)
+        for day in range(days - 1, -1, -1):
+            date = time.strftime("%Y-%m-%d", time.gmtime(today - day * 86400))
+            for event, (hour, minute, second) in enumerate(DEMO_TIMES, 1):
+                start = today - day * 86400 + hour * 3600 + (minute + number) * 60 + second
+                if start > local_now() - 60:
+                    continue
+                write_demo_event(os.path.join(base, f"Camera{number}", date, f"{event:02d}"),
+                                 scene, colour, start)
+                open(os.path.join(base, QUEUE_DIR, f"Camera{number}_{date}_{event:02d}"),
+                     "w").close()
+    with open(os.path.join(folder, "motion.conf"), "w") as file:
+        file.write("\n".join(lines) + "\n")
+    with open(config_path, "w") as file:
+        file.write("# strix.cfg for the demo; see strix.cfg in strix's source for every option"
+                   "\n[strix]\nmotion_config = motion.conf\nhost = 127.0.0.1\nport = 8000\n")
+    return config_path
+
+
+# Command line ################################################################
+
+def check(config, motion):
+    """Every problem with strix.cfg's and motion's settings together, as lines to print."""
+    problems = list(motion.problems)
+    if motion.base and not os.path.isdir(motion.base):
+        problems.append(f"{motion.path}: the media folder {motion.base} does not exist: "
+                        f"create it (mkdir -p {motion.base}) and let motion write to it")
+    elif motion.base and not os.access(motion.base, os.W_OK | os.X_OK):
+        problems.append(f"{motion.base}: strix cannot write to the media folder: add its user"
+                        " to the motion group (usermod -aG motion strix) or fix the rights")
+    return problems
+
+
+def serve(config, motion):  # pragma: no cover - runs the server until stopped
+    """Preload the cache, start processing and serve until stopped."""
+    import waitress
+    cache = EventCache(motion.base, motion.camera_ids, config.keep_days, config.check_minutes)
+    processor = Processor(config, motion, cache)
+    threading.Thread(target=cache.preload, name="preload", daemon=True).start()
+    processor.start()
+    log.info("strix started", version=__version__, config=config.path, base=motion.base,
+             cameras=[camera.id for camera in motion.cameras], url=f"http://{config.host}:"
+             f"{config.port}/")
+    waitress.serve(make_app(config, motion, cache, processor), host=config.host,
+                   port=config.port, threads=8, ident="strix", _quiet=True)
+
+
+def main(argv=None):  # pragma: no cover - the shell around read_config, check and serve
+    parser = argparse.ArgumentParser(prog="strix", description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", metavar="PATH",
+                        help="strix.cfg to use (default: ./strix.cfg, then /etc/strix/strix.cfg)")
+    parser.add_argument("--check", action="store_true",
+                        help="check strix.cfg and motion's configuration, print every problem")
+    parser.add_argument("--demo", nargs="?", const="strix-demo", metavar="DIR",
+                        help="create a demo media folder in DIR (default ./strix-demo) and serve it")
+    parser.add_argument("--version", action="version", version=f"strix {__version__}")
+    args = parser.parse_args(argv)
+    if args.demo:
+        if not shutil.which("ffmpeg"):
+            print("ffmpeg is not installed: the demo shows frames without videos"
+                  " (apt-get install ffmpeg)", file=sys.stderr)
+        path = make_demo(args.demo)
+    else:
+        path = find_config(args.config)
+    try:
+        config = read_config(path)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    motion = read_motion_config(config.motion_config)
+    problems = check(config, motion)
+    if args.check:
+        print("\n".join(problems) if problems else f"{path} and {motion.path}: all well")
+        return 1 if problems else 0
+    if problems:
+        print("\n".join(problems + ["(strix --check lists these too)"]), file=sys.stderr)
+        return 2
+    setup_logging(config.log)
+    if args.demo:
+        print(f"strix demo: open http://{config.host}:{config.port}/ (media in {motion.base})")
+    try:
+        serve(config, motion)
+    except OSError as error:
+        print(f"cannot serve on {config.host}:{config.port}: {error.strerror}"
+              f" (change host/port in {path})", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
