@@ -105,6 +105,15 @@ def _encoder(value):
     return words
 
 
+def _choice(*choices):
+    def parse(value):
+        if value.lower() not in choices:
+            raise ValueError
+        return value.lower()
+    parse.expects = "one of " + ", ".join(choices)
+    return parse
+
+
 _encoder.expects = "an ffmpeg encoder name and its options, e.g. libx264 -preset veryfast"
 _text.expects = "some text"
 
@@ -117,6 +126,7 @@ OPTIONS = {
     "check_minutes": ("60", _integer(1)),
     "jobs": (str(max(1, (os.cpu_count() or 2) // 2)), _integer(1, 64)),
     "log": ("-", _text),
+    "log_level": ("info", _choice("debug", "info", "warning", "error")),
     "video_codec": ("libx264 -preset veryfast", _encoder),
 }
 
@@ -1481,7 +1491,7 @@ def main(argv=None):  # pragma: no cover - the shell around read_config, check a
     if problems:
         print("\n".join(problems + ["(strix --check lists these too)"]), file=sys.stderr)
         return 2
-    setup_logging(config.log)
+    setup_logging(config.log, getattr(logging, config.log_level.upper()))
     if args.demo:
         print(f"strix demo: open http://{config.host}:{config.port}/ (media in {motion.base})")
     try:
