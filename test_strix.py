@@ -560,6 +560,218 @@ def test_delete_goes_through_the_delete_queue(media):
     assert media.cache().count() == 0
 
 
+# Processing ##################################################################
+
+def probe(path):
+    """(codec, width, height, seconds) of a video, as ffprobe reads it."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "stream=codec_name,width,height,pix_fmt:format=duration", "-of",
+                          "json", str(path)], capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)
+    stream = info["streams"][0]
+    return (stream["codec_name"], stream["width"], stream["height"], stream["pix_fmt"],
+            float(info["format"]["duration"]))
+
+
+def write_motion_event(folder, start, seconds, fps, size=(64, 48), exif=True, busiest=None,
+                       debug=True):
+    """Frames as motion writes them: `fps` a second for `seconds` from second-of-day `start`;
+    frame number `busiest` is red and has the most changed pixels in its EXIF."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for number in range(seconds * fps):
+        second = (start + number // fps) % 86400
+        name = "{:02d}-{:02d}-{:02d}-{:02d}".format(second // 3600, second // 60 % 60,
+                                                    second % 60, number % fps)
+        red = number == busiest
+        description = f"{5000 if red else 100 + number}-3-40-40-30-20" if exif else None
+        (folder / f"{name}.jpg").write_bytes(jpeg(*size, (220, 30, 30) if red else (30, 30, 200),
+                                                  description))
+        if debug:
+            (folder / f"{name}m.jpg").write_bytes(jpeg(*size, (255, 255, 255)))
+        names.append(name)
+    return names
+
+
+def process_queue(media, cache, **options):
+    """Run one pass of the queue watcher and wait for the events it started."""
+    config = strix.Config(motion_config=str(media.motion_conf), **options)
+    processor = strix.Processor(config, media.motion, cache)
+    for future in processor.poll():
+        future.result()
+    return processor
+
+
+def queue(media, entry):
+    (media.base / "queue").mkdir(exist_ok=True)
+    (media.base / "queue" / entry).touch()
+
+
+def test_processing_makes_videos_thumbnail_and_lists_the_event(media):
+    cache = media.cache()
+    write_motion_event(media.base / "Camera1" / day(1) / "07", 36000, 4, 5, size=(1600, 900),
+                       busiest=13)
+    queue(media, f"Camera1_{day(1)}_07")
+    process_queue(media, cache)
+    event_dir = media.base / "Camera1" / day(1) / "10-00-00"
+    assert not (media.base / "Camera1" / day(1) / "07").exists()
+    assert os.listdir(media.base / "queue") == []
+    codec, width, height, pix_fmt, seconds = probe(event_dir / "video.m4v")
+    assert (codec, width, height, pix_fmt) == ("h264", 1280, 720, "yuv420p")
+    assert abs(seconds - 4) < 0.5
+    assert probe(event_dir / "debug" / "video.m4v")[0] == "h264"
+    assert len(list((event_dir / "debug").glob("*m.jpg"))) == 20
+    assert len(list(event_dir.glob("??-??-??-??.jpg"))) == 20
+    with Image.open(event_dir / "thumbnail.jpg") as thumbnail:
+        assert thumbnail.size == (640, 360)
+        red, green, blue = thumbnail.getpixel((320, 180))
+        assert red > 150 and blue < 100  # the busiest frame, from motion's EXIF
+    app, _ = media.app(cache)
+    event = app.get("/api/events/Camera1").json["events"]["Camera1"][0]
+    assert event["start"] == f"{day(1)} 10:00:00" and event["end"] == f"{day(1)} 10:00:03"
+    assert app.get(event["video"]).content_type == "video/mp4"
+
+
+def test_thumbnail_without_exif_is_a_quarter_of_the_way_in(media):
+    cache = media.cache()
+    write_motion_event(media.base / "Camera1" / day(1) / "01", 3600, 4, 2, exif=False,
+                       busiest=2, debug=False)
+    queue(media, f"Camera1_{day(1)}_01")
+    process_queue(media, cache)
+    with Image.open(media.base / "Camera1" / day(1) / "01-00-00" / "thumbnail.jpg") as image:
+        assert image.getpixel((32, 24))[0] > 150  # frame 2 of 8
+    assert not (media.base / "Camera1" / day(1) / "01-00-00" / "debug").exists()
+
+
+def test_two_events_in_one_second_get_names_that_sort_and_parse(media):
+    cache = media.cache()
+    for number in ("01", "02", "03"):
+        write_motion_event(media.base / "Camera2" / day(1) / number, 7200, 1, 2)
+        queue(media, f"Camera2_{day(1)}_{number}")
+    process_queue(media, cache)
+    names = [e.name for e in cache.query("Camera2", 0, strix.local_now(), 0, 0)]
+    assert names == ["02-00-00", "02-00-00.2", "02-00-00.3"]
+    app, _ = media.app(cache)
+    assert app.get(f"/motion/Camera2/{day(1)}/02-00-00.3/video.m4v").status_int == 200
+
+
+def test_long_events_become_a_timelapse(media):
+    cache = media.cache()
+    write_motion_event(media.base / "Camera1" / day(1) / "09", 3600, 480, 1, debug=False)
+    queue(media, f"Camera1_{day(1)}_09")
+    process_queue(media, cache)
+    seconds = probe(media.base / "Camera1" / day(1) / "01-00-00" / "video.m4v")[-1]
+    assert abs(seconds - 480 / 16) < 2
+
+
+def test_an_event_crossing_midnight_keeps_every_frame(media):
+    cache = media.cache()
+    write_motion_event(media.base / "Camera1" / day(2) / "04", 86398, 2, 4)
+    write_motion_event(media.base / "Camera1" / day(1) / "04", 0, 3, 4)
+    queue(media, f"Camera1_{day(1)}_04")  # motion names the day the event ended
+    process_queue(media, cache)
+    event_dir = media.base / "Camera1" / day(2) / "23-59-58"
+    assert len(list(event_dir.glob("??-??-??-??.jpg"))) == 20
+    assert not (media.base / "Camera1" / day(1) / "04").exists()
+    assert abs(probe(event_dir / "video.m4v")[-1] - 5) < 0.5
+    event = cache.get("Camera1", day(2), "23-59-58")
+    assert event.length == 4 and event.json()["end"] == f"{day(1)} 00:00:02"
+
+
+@pytest.mark.parametrize("codec, path, reason", [
+    (["no_such_encoder"], None, "ffmpeg failed"),
+    (["libx264"], "", "ffmpeg is not installed"),
+])
+def test_failed_video_keeps_the_footage_and_lists_the_event(media, monkeypatch, codec, path,
+                                                            reason):
+    cache = media.cache()
+    write_motion_event(media.base / "Camera1" / day(1) / "02", 39600, 2, 3)
+    if path is not None:
+        monkeypatch.setenv("PATH", path)
+    queue(media, f"Camera1_{day(1)}_02")
+    with structlog.testing.capture_logs() as logs:
+        processor = process_queue(media, cache, video_codec=codec)
+    event = cache.get("Camera1", day(1), "11-00-00")
+    assert event.flags == strix.HAS_DEBUG | strix.HAS_THUMBNAIL
+    assert len(list((media.base / "Camera1" / day(1) / "11-00-00").glob("*.jpg"))) == 7
+    assert reason in processor.failed[0]["reason"]
+    warning = [entry for entry in logs if entry["log_level"] == "warning"]
+    assert len(warning) == 1 and reason in str(warning[0]["problems"])
+
+
+def test_corrupt_and_empty_frames_do_not_stop_processing(media):
+    cache = media.cache()
+    names = write_motion_event(media.base / "Camera1" / day(1) / "05", 43200, 2, 4)
+    folder = media.base / "Camera1" / day(1) / "05"
+    (folder / f"{names[0]}.jpg").write_bytes(b"")
+    (folder / f"{names[1]}.jpg").write_bytes(jpeg()[:100])
+    queue(media, f"Camera1_{day(1)}_05")
+    process_queue(media, cache)
+    event = cache.get("Camera1", day(1), "12-00-00")
+    assert event.flags & strix.HAS_THUMBNAIL
+    assert len(list((media.base / "Camera1" / day(1) / "12-00-00").glob("*.jpg"))) == 9
+
+
+def test_folders_without_frames_are_logged_and_left_alone(media):
+    cache = media.cache()
+    (media.base / "Camera1" / day(1) / "06").mkdir(parents=True)
+    (media.base / "Camera1" / day(1) / "06" / "notes.txt").write_text("not a frame")
+    write_motion_event(media.base / "Camera1" / day(1) / "08", 50000, 1, 2)
+    for name in (media.base / "Camera1" / day(1) / "08").glob("??-??-??-??.jpg"):
+        name.unlink()  # debug frames only
+    queue(media, f"Camera1_{day(1)}_06")
+    queue(media, f"Camera1_{day(1)}_08")
+    with structlog.testing.capture_logs() as logs:
+        process_queue(media, cache)
+    assert (media.base / "Camera1" / day(1) / "06" / "notes.txt").exists()
+    assert any(entry["event"].startswith("event processing failed") for entry in logs)
+    event = cache.get("Camera1", day(1), "13-53-20")
+    assert event.flags & strix.HAS_DEBUG and event.flags & strix.HAS_THUMBNAIL
+
+
+def test_queue_entries_that_point_nowhere_are_refused(media, tmp_path):
+    cache = media.cache()
+    outside = tmp_path / "outside"
+    write_motion_event(outside / "01", 3600, 1, 2)
+    (media.base / "Camera1").mkdir()
+    os.symlink(outside, media.base / "Camera1" / day(1))  # a day folder leading out of BASE
+    (media.base / "Camera2" / day(1)).mkdir(parents=True)
+    (media.base / "Camera2" / day(1) / "03").write_text("a file, not a folder")
+    os.symlink(outside / "01", media.base / "Camera2" / day(1) / "04")
+    entries = ["garbage", "Camera9_2026-01-01_01", "Camera1_2026-02-30_01",
+               f"Camera2_{day(1)}_05", f"Camera2_{day(1)}_03", f"Camera2_{day(1)}_04",
+               f"Camera1_{day(1)}_01", f"Camera1_{day(1)}_01_x", "Camera1_..%2f_01"]
+    for entry in entries:
+        queue(media, entry)
+    (media.base / "queue" / "a-folder").mkdir()
+    before = sorted(os.listdir(outside / "01"))
+    with structlog.testing.capture_logs() as logs:
+        process_queue(media, cache)
+    assert os.listdir(media.base / "queue") == []
+    refused = [entry["entry"] for entry in logs if entry["event"] == "queue entry refused"]
+    assert sorted(refused) == sorted(entries + ["a-folder"])
+    assert sorted(os.listdir(outside / "01")) == before
+    assert cache.count() == 0
+
+
+def test_unprocessed_folders_are_processed_again_unless_motion_may_be_writing(media):
+    write_motion_event(media.base / "Camera1" / day(1) / "11", 30000, 1, 2)
+    write_motion_event(media.base / "Camera1" / day(0) / "12", 10, 1, 2)
+    an_hour_ago = time.time() - 3600
+    folder = media.base / "Camera1" / day(1) / "11"
+    for name in os.listdir(folder):
+        os.utime(folder / name, (an_hour_ago, an_hour_ago))
+    cache = media.cache()
+    assert sorted(cache.pending()) == [("Camera1", day(1), "11"), ("Camera1", day(0), "12")]
+    config = strix.Config(motion_config=str(media.motion_conf))
+    processor = strix.Processor(config, media.motion, cache)
+    processor.requeue()
+    processor.pool.shutdown(wait=True)
+    assert cache.get("Camera1", day(1), strix.event_name(30000 << 8)) is not None
+    assert (media.base / "Camera1" / day(0) / "12").is_dir()
+    assert cache.pending() == [("Camera1", day(0), "12")]
+
+
 # The JSON API ################################################################
 
 def test_cameras_list(media):
