@@ -24,6 +24,7 @@ import json
 import logging
 import logging.handlers
 import multiprocessing
+import operator
 import os
 import re
 import shlex
@@ -467,14 +468,32 @@ class Day:
 
     __slots__ = ("date", "midnight", "keys", "lengths", "flags", "mtime", "pending")
 
-    def __init__(self, date, mtime=0, events=(), pending=()):
+    def __init__(self, date, mtime=0, keys=(), lengths=(), flags=(), pending=()):
         self.date, self.midnight, self.mtime = sys.intern(date), midnight(date), mtime
-        self.keys, self.lengths, self.flags = array.array("q"), array.array("l"), array.array("B")
-        for key, length, flags in sorted(events):
-            self.keys.append(key)
-            self.lengths.append(length)
-            self.flags.append(flags)
-        self.pending = list(pending)
+        self.keys, self.lengths = array.array("q", keys), array.array("l", lengths)
+        self.flags, self.pending = array.array("B", flags), list(pending)
+
+    @classmethod
+    def from_rows(cls, date, mtime, rows, pending=()):
+        """A Day from (key, length, flags) rows in any order."""
+        columns = list(zip(*sorted(rows))) or [(), (), ()]
+        return cls(date, mtime, *columns, pending)
+
+    @classmethod
+    def from_index(cls, date, index):
+        """A Day from an index file's JSON; ValueError, TypeError or OverflowError when its
+        values have the wrong types, ranges or order."""
+        day = cls(date, index["mtime"], index["keys"], index["lengths"], index["flags"],
+                  [name for name in index["pending"] if NUMBER_RE.match(name)])
+        keys = day.keys
+        if not len(keys) == len(day.lengths) == len(day.flags) or keys and (
+                keys[0] < 0 or keys[-1] >= 86400 << 8 or min(day.lengths) < 0
+                or not all(map(operator.lt, keys, keys[1:]))):
+            raise ValueError("event columns out of range or order")
+        return day
+
+    def copy(self):
+        return Day(self.date, self.mtime, self.keys, self.lengths, self.flags, self.pending)
 
     def __len__(self):
         return len(self.keys)
@@ -501,9 +520,11 @@ class Day:
         return Event(camera, self.date, event_name(key), self.midnight + (key >> 8),
                      self.lengths[index], self.flags[index])
 
-    def rows(self):
-        return [[key, length, flags] for key, length, flags
-                in zip(self.keys, self.lengths, self.flags)]
+    def index(self):
+        """The Day as an index file's JSON values (see EventCache._load_day)."""
+        return {"mtime": self.mtime, "keys": self.keys.tolist(),
+                "lengths": self.lengths.tolist(), "flags": self.flags.tolist(),
+                "pending": self.pending}
 
 
 def _safe_dir(path, real_base):
@@ -592,11 +613,10 @@ class EventCache:
             with open(self._index_path(camera, date), "rb") as file:
                 index = json.load(file)
             if index["mtime"] == mtime and index["written"] > mtime + 2 * 10**9:
-                return Day(date, mtime, _checked_rows(index["events"]),
-                           [name for name in index["pending"] if NUMBER_RE.match(name)]), True
+                return Day.from_index(date, index), True
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (OSError, ValueError, KeyError, TypeError, OverflowError) as error:
             log.warning("index file unreadable, folder rescanned", camera=camera, date=date,
                         error=str(error))
         return self.scan_day(camera, date), False
@@ -614,13 +634,12 @@ class EventCache:
                     events.append((key, *read_event(entry.path, key >> 8)[:2]))
                 elif NUMBER_RE.match(entry.name):
                     pending.append(entry.name)
-        day = Day(date, mtime, events, pending)
+        day = Day.from_rows(date, mtime, events, pending)
         self._write_index(camera, day)
         return day
 
     def _write_index(self, camera, day):
-        index = {"mtime": day.mtime, "written": time.time_ns(), "events": day.rows(),
-                 "pending": day.pending}
+        index = dict(day.index(), written=time.time_ns())
         path = self._index_path(camera, day.date)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_atomically(path, json.dumps(index, separators=(",", ":")).encode())
@@ -696,7 +715,7 @@ class EventCache:
             day.mtime = os.stat(day_dir).st_mtime_ns if os.path.isdir(day_dir) else 0
             day.pending = [number for number in day.pending
                            if os.path.isdir(os.path.join(day_dir, number))]
-            snapshot = Day(date, day.mtime, zip(day.keys, day.lengths, day.flags), day.pending)
+            snapshot = day.copy()
         self._write_index(camera, snapshot)
 
     def set_saved(self, camera, date, name, saved):
@@ -747,7 +766,8 @@ class EventCache:
                         keep = [row for row in rows if row[2] & SAVED
                                 or day.midnight + (row[0] >> 8) >= cutoff]
                         if len(keep) < len(rows):
-                            self._store_day(camera, Day(date, day.mtime, keep, day.pending))
+                            self._store_day(camera, Day.from_rows(date, day.mtime, keep,
+                                                                  day.pending))
                     kept = set(keep)
                     expired += [(camera, date, event_name(row[0])) for row in rows
                                 if row not in kept]
@@ -858,17 +878,6 @@ class EventCache:
                        for day in self.days[cam].values())
 
 
-def _checked_rows(rows):
-    """An index file's events, refusing wrong types rather than trusting them."""
-    checked = []
-    for key, length, flags in rows:
-        if not all(type(value) is int for value in (key, length, flags)) \
-                or not 0 <= key < 86400 << 8 or not 0 <= length < 10**7 or not 0 <= flags < 256:
-            raise ValueError(f"bad event row {[key, length, flags]!r}")
-        checked.append((key, length, flags))
-    return checked
-
-
 def write_atomically(path, data):
     """Write a file so that a crash leaves the old or the new version, never half of one."""
     folder = os.path.dirname(path)
@@ -892,7 +901,7 @@ def write_atomically(path, data):
 TIMELAPSE_AFTER, TIMELAPSE = 300, 16
 #: Frame rate assumed when the frames' timestamps do not tell one.
 FALLBACK_FPS = 5
-#: A numbered folder whose newest frame is younger than this may still be written by motion.
+#: A numbered folder changed less than this many seconds ago may still be written by motion.
 BUSY_SECONDS = 120
 #: Seconds around midnight within which an event is taken to cross it.
 MIDNIGHT_MARGIN = 600
@@ -1142,11 +1151,11 @@ class Processor:
         for camera, date, number in self.cache.pending():
             folder = os.path.join(self.base, camera, date, number)
             try:
-                newest = max([os.stat(os.path.join(folder, name)).st_mtime
-                              for name in os.listdir(folder)] or [os.stat(folder).st_mtime])
+                last_written = os.stat(folder).st_mtime  # a new frame changes the folder's mtime
             except OSError:
                 continue
-            if time.time() - newest > BUSY_SECONDS and _safe_dir(folder, self.cache.real_base):
+            if time.time() - last_written > BUSY_SECONDS \
+                    and _safe_dir(folder, self.cache.real_base):
                 log.info("unprocessed event folder queued again", camera=camera, date=date,
                          number=number)
                 self.submit(camera, date, number)

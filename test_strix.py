@@ -401,7 +401,7 @@ def test_warm_start_reads_index_files_and_sees_changes_by_hand(media):
     media.add_event("Camera1", day(3), "11-00-00")
     media.cache()
     index = media.base / ".strix" / "Camera1" / f"{day(3)}.json"
-    assert json.loads(index.read_text())["events"][0][0] == strix.event_key("10-00-00")
+    assert json.loads(index.read_text())["keys"][0] == strix.event_key("10-00-00")
     # an index written within two seconds of the folder's change is not trusted yet
     old = time.time() - 3600
     os.utime(media.base / "Camera1" / day(3), (old, old))
@@ -419,15 +419,21 @@ def test_corrupt_or_hostile_index_files_are_rebuilt(media):
     media.cache()
     index = media.base / ".strix" / "Camera1" / f"{day(3)}.json"
     mtime = os.stat(media.base / "Camera1" / day(3)).st_mtime_ns
-    hostile = {"mtime": mtime, "written": mtime + 10**10, "events": [["../../etc", 1, 1]],
-               "pending": []}
-    for content in (b"{not json", json.dumps(hostile).encode(), b"[]"):
+    hostile = {"mtime": mtime, "written": mtime + 10**10, "keys": [1], "lengths": [1],
+               "flags": [1], "pending": ["../../etc"]}
+    contents = [b"{not json", b"[]"] + [json.dumps(dict(hostile, **change)).encode() for change in (
+        {"keys": ["../../etc"]}, {"keys": [2, 1], "lengths": [1, 1], "flags": [1, 1]},
+        {"keys": [-5]}, {"keys": [86400 << 8]}, {"lengths": [-1]}, {"flags": [256]},
+        {"keys": [1.5]}, {"lengths": [2**70]}, {"flags": []}, {"pending": [5]},
+        {"written": "x"}, {"pending": None})]
+    for content in contents:
         index.write_bytes(content)
         with structlog.testing.capture_logs() as logs:
             cache = media.cache()
         assert [e.name for e in cache.query("Camera1", 0, strix.local_now(), 0, 0)] == \
             ["10-00-00"]
-        assert any(entry["event"] == "index file unreadable, folder rescanned" for entry in logs)
+        assert any(entry["event"] == "index file unreadable, folder rescanned"
+                   for entry in logs), content
 
 
 def test_refresh_sees_a_day_folder_changed_while_running(media):
@@ -759,8 +765,8 @@ def test_unprocessed_folders_are_processed_again_unless_motion_may_be_writing(me
     write_motion_event(media.base / "Camera1" / day(0) / "12", 10, 1, 2)
     an_hour_ago = time.time() - 3600
     folder = media.base / "Camera1" / day(1) / "11"
-    for name in os.listdir(folder):
-        os.utime(folder / name, (an_hour_ago, an_hour_ago))
+    for path in [folder / name for name in os.listdir(folder)] + [folder]:
+        os.utime(path, (an_hour_ago, an_hour_ago))
     cache = media.cache()
     assert sorted(cache.pending()) == [("Camera1", day(1), "11"), ("Camera1", day(0), "12")]
     config = strix.Config(motion_config=str(media.motion_conf))
