@@ -364,11 +364,12 @@ def test_queries_match_a_brute_force_answer(media):
     events = {"Camera1": [], "Camera2": []}
     for _ in range(400):
         camera = rng.choice(["Camera1", "Camera2"])
-        date, second = day(rng.randrange(1, 8)), rng.randrange(86400)
+        date, second = day(rng.randrange(1, 8)), rng.choice([rng.randrange(86400), 86399])
         key = second << 8 | rng.choice([0, 0, 0, 2, 3])
         name = strix.event_name(key)
         if not (media.base / camera / date / name).exists():
-            media.add_event(camera, date, name, frames=1)
+            media.add_event(camera, date, name, frames=rng.choice([1, 3]),
+                            saved=rng.random() < 0.2)
             events[camera].append((strix.midnight(date) + second, key, date, name))
     for cache in (media.cache(), media.cache()):  # the second one loads from index files
         for _ in range(300):
@@ -381,6 +382,8 @@ def test_queries_match_a_brute_force_answer(media):
             want = [(s, d, n) for s, _, d, n in brute_force(events[camera], start, end,
                                                              offset, limit)]
             assert got == want, (camera, start, end, offset, limit)
+            assert json.loads(cache.query_json(camera, start, end, offset, limit)) == \
+                [e.json() for e in cache.query(camera, start, end, offset, limit)]
 
 
 def test_neighbours_cross_day_boundaries(media):
