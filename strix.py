@@ -19,6 +19,7 @@ import concurrent.futures
 import configparser
 import errno
 import glob
+import hmac
 import io
 import json
 import logging
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 import bottle
 import structlog
@@ -118,6 +120,17 @@ def _choice(*choices):
 _encoder.expects = "an ffmpeg encoder name and its options, e.g. libx264 -preset veryfast"
 _text.expects = "some text"
 
+
+def _stream_url(value):
+    if any(field not in ("host", "port", "id", "camera_id")
+           for field in re.findall(r"\{([^{}]*)\}", value)):
+        raise ValueError
+    value.format(host="", port=0, id="", camera_id="")  # a stray { or } raises ValueError
+    return value
+
+
+_stream_url.expects = "a URL in which {host}, {port}, {id} and {camera_id} are replaced"
+
 #: strix.cfg's [strix] options: name -> (default, parser). strix.cfg documents each one.
 OPTIONS = {
     "motion_config": ("/etc/motion/motion.conf", _text),
@@ -129,6 +142,7 @@ OPTIONS = {
     "log": ("-", _text),
     "log_level": ("info", _choice("debug", "info", "warning", "error")),
     "video_codec": ("libx264 -preset veryfast", _encoder),
+    "stream_url": ("//{host}:{port}/", _stream_url),
 }
 
 
@@ -926,6 +940,24 @@ class EventCache:
             return sum(len(day) for cam in ([camera] if camera else self.days)
                        for day in self.days[cam].values())
 
+    def day_counts(self, camera):
+        """[(date, events)] of every day of `camera` that has events, newest first."""
+        with self.lock:
+            days = self.days[camera]
+            return [(date, len(days[date])) for date in reversed(self.dates[camera])
+                    if len(days[date])]
+
+    def hourly_counts(self, camera, dates):
+        """{date: [events starting in each hour 0-23]} of `camera` for the given dates."""
+        counts = {}
+        with self.lock:
+            for date in dates:
+                day = self.days[camera].get(date)
+                edges = [bisect.bisect_left(day.keys, hour * 3600 << 8) if day else 0
+                         for hour in range(25)]
+                counts[date] = [edges[hour + 1] - edges[hour] for hour in range(24)]
+        return counts
+
 
 def write_atomically(path, data):
     """Write a file so that a crash leaves the old or the new version, never half of one."""
@@ -1235,43 +1267,55 @@ class Processor:
 
 
 # Web #########################################################################
+# Pages are rendered on the server from views/*.tpl; static/strix.js only adds what
+# plain links and forms cannot (a failed live view, paging in place, the slideshow).
+# Changes are POST (or DELETE) requests, refused unless they carry the session's token
+# and come from strix's own host.
 
 #: Files under a camera folder that /motion/ serves, with their content types.
 MEDIA_TYPES = {".jpg": "image/jpeg", ".m4v": "video/mp4"}
-
-
-def json_error(status, message):
-    """An HTTPResponse with a JSON body {"error": message} (abort() would send HTML)."""
-    return bottle.HTTPResponse(json.dumps({"error": message}), status=status,
-                               content_type="application/json")
+#: Events per camera on the home page, and per page of a camera's history.
+STRIP_EVENTS, PAGE_EVENTS = 5, 100
+#: At most this many frames are shown in an event page's grid (every Nth frame beyond).
+FRAME_TILES = 120
+#: Days in a camera page's activity chart.
+CHART_DAYS = 7
+#: Seconds between two refreshes of the home page's newest events.
+REFRESH_SECONDS = 30
+#: The cookie holding a browser's session id, and the header scripts send its token in.
+SESSION_COOKIE, TOKEN_HEADER = "strix_session", "X-Strix-Token"
 
 
 def _query_text(name):
-    """A query value as text (the last one when repeated), None when absent."""
-    if name not in bottle.request.query:
+    """A query value as text (the last one when repeated), None when absent or empty."""
+    if not bottle.request.query.get(name):
         return None
     text = bottle.request.query.getunicode(name)
     if text is None:
-        raise json_error(400, f"{name} is not valid UTF-8")
-    return text
+        raise bottle.HTTPError(400, f"{name} is not valid UTF-8")
+    return text.strip()
 
 
 def _query_time(name, default):
+    """A time as YYYY-MM-DD HH:MM:SS; also as a datetime-local field sends it
+    (YYYY-MM-DDTHH:MM, seconds optional), as the camera page's filter does."""
     text = _query_text(name)
     if text is None:
         return default
     try:
-        return parse_time(text.strip())
+        full = re.sub(r"\A(\S{10})T(\d\d:\d\d)(:\d\d)?\Z",
+                      lambda match: f"{match[1]} {match[2]}{match[3] or ':00'}", text)
+        return parse_time(full)
     except ValueError:
-        raise json_error(400, f"{name} must be YYYY-MM-DD HH:MM:SS, not {text!r}") from None
+        raise bottle.HTTPError(400, f"{name} must be YYYY-MM-DD HH:MM:SS, not {text!r}") from None
 
 
 def _query_count(name, default):
     text = _query_text(name)
     if text is None:
         return default
-    if not re.match(r"\d{1,9}\Z", text.strip()):
-        raise json_error(400, f"{name} must be a whole number from 0, not {text!r}")
+    if not re.match(r"\d{1,9}\Z", text):
+        raise bottle.HTTPError(400, f"{name} must be a whole number from 0, not {text!r}")
     return int(text)
 
 
@@ -1300,25 +1344,144 @@ def log_requests(callback):
     return wrapper
 
 
+def _same_host(netloc):
+    """A host[:port] as browsers compare origins: lower case, without a default port."""
+    return re.sub(r":(80|443)\Z", "", netloc.lower())
+
+
+class Sessions:
+    """Tokens against cross-site requests. Each browser gets a random session id in an
+    HttpOnly cookie; its token, an HMAC of the id under a secret made at start, is in every
+    form (scripts send it as the X-Strix-Token header). A change must carry the token of
+    its own cookie and, when the browser says where it comes from, come from strix's host."""
+
+    def __init__(self):
+        self.secret = os.urandom(32)
+
+    def _token(self, session):
+        return hmac.new(self.secret, session.encode(), "sha256").hexdigest()[:32]
+
+    def token(self):
+        """This browser's token; starts its session (sets the cookie) when it has none."""
+        session = bottle.request.get_cookie(SESSION_COOKIE, "")
+        if not re.match(r"[0-9a-f]{32}\Z", session):
+            session = os.urandom(16).hex()
+            bottle.response.set_cookie(SESSION_COOKIE, session, path="/", httponly=True,
+                                       samesite="strict")
+        return self._token(session)
+
+    def check(self):
+        """Refuse (403) a request from another site or without its session's token."""
+        request = bottle.request
+        source = request.get_header("Origin") or request.get_header("Referer")
+        if source is not None and _same_host(urllib.parse.urlsplit(source).netloc) \
+                != _same_host(request.urlparts.netloc):
+            raise bottle.HTTPError(403, "refused: the request comes from another site")
+        session = request.get_cookie(SESSION_COOKIE, "")
+        sent = request.get_header(TOKEN_HEADER) or request.forms.get("token") or ""
+        if not session or not hmac.compare_digest(sent, self._token(session)):
+            raise bottle.HTTPError(403, "refused: the page was too old to make changes;"
+                                        " reload it and try again")
+
+
+def event_page_url(event):
+    return f"/event/{event.camera}/{event.date}/{event.name}"
+
+
+def clock(seconds):
+    """The time of day of wall-clock `seconds`, HH:MM:SS."""
+    return format_time(seconds)[11:]
+
+
+def short_time(seconds):
+    """When an event was, briefly: '14:33' today, 'Fri 14:33' this week, 'Nov 21 14:33'."""
+    days_ago = local_now() // 86400 - seconds // 86400
+    title = event_title(seconds)
+    day = "" if days_ago == 0 else title[:4] if 0 < days_ago < 7 else title[4:11]
+    return day + clock(seconds)[:5]
+
+
+def duration(seconds):
+    """A length of time as people say it: 45 s, 2 min 05 s, 1 h 02 min."""
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
+
+
+def day_title(date):
+    """'Sat Nov 28, 2026' for '2026-11-28'."""
+    title = event_title(midnight(date))
+    return f"{title[:10]}, {date[:4]}"
+
+
+def deleted_title(text):
+    """The title of the event that ?deleted=DATE/NAME names, for the note after a delete."""
+    match = re.match(r"(\d{4}-\d\d-\d\d)/(.+)\Z", text or "")
+    key = event_key(match[2]) if match else None
+    try:
+        return event_title(midnight(match[1]) + (key >> 8)) if key is not None else None
+    except ValueError:
+        return None
+
+
 def make_app(config, motion, cache, processor=None):
     """The Bottle app serving the pages, the JSON API and the media of one media folder."""
     app = bottle.Bottle()
     app.install(log_requests)
+    sessions = Sessions()
     templates = [os.path.join(ROOT, "views")]
     base = motion.base
 
-    def render(name, **values):
-        return bottle.template(name, template_lookup=templates, version=__version__,
-                               cameras=motion.cameras, **values)
+    @app.install
+    def guard_changes(callback):
+        """Every request but GET and HEAD is a change: check it against cross-site use."""
+        def wrapper(*args, **kwargs):
+            if bottle.request.method not in ("GET", "HEAD"):
+                sessions.check()
+            return callback(*args, **kwargs)
+        return wrapper
 
-    def known_cameras(ids):
-        cameras = ids.split(",")
-        unknown = [camera for camera in cameras if camera not in motion.camera_ids]
-        if unknown:
-            raise json_error(404, f"no such camera: {', '.join(unknown)}")
-        return cameras
+    def stream_url(camera):
+        """Where the browser gets a camera's live view: straight from motion (strix never
+        relays an endless stream), at the host the browser reached strix by."""
+        host = bottle.request.urlparts.hostname or "localhost"
+        return config.stream_url.format(host=f"[{host}]" if ":" in host else host,
+                                        port=camera.stream_port, id=camera.id,
+                                        camera_id=camera.id[len("Camera"):])
+
+    def render(name, **values):
+        """A page (or a fragment of one) from views/, allowed to load nothing but strix's own
+        files and the cameras' live views, and never to be framed by another site."""
+        streams = {urllib.parse.urlsplit(stream_url(camera)) for camera in motion.cameras}
+        sources = " ".join(sorted({f"{url.scheme}://{url.netloc}" if url.scheme else url.netloc
+                                   for url in streams if url.netloc}))
+        bottle.response.set_header(
+            "Content-Security-Policy",
+            f"default-src 'self'; img-src 'self' {'*' if '[' in sources else sources};"
+            " object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+        bottle.response.set_header("Referrer-Policy", "same-origin")
+        return bottle.template(name, template_lookup=templates, version=__version__,
+                               cameras=motion.cameras, event_page_url=event_page_url,
+                               clock=clock, short_time=short_time, duration=duration,
+                               day_title=day_title, event_title=event_title,
+                               HAS_VIDEO=HAS_VIDEO, HAS_THUMBNAIL=HAS_THUMBNAIL, **values)
+
+    def known_camera(camera_id):
+        camera = motion.camera_ids.get(camera_id)
+        if camera is None:
+            raise bottle.HTTPError(404, f"no such camera: {camera_id}")
+        return camera
+
+    def known_event(camera_id, date, name):
+        event = cache.get(camera_id, date, name)
+        if event is None:
+            raise bottle.HTTPError(404, f"no such event: {camera_id}/{date}/{name}")
+        return event
 
     @app.error(400)
+    @app.error(403)
     @app.error(404)
     @app.error(405)
     @app.error(500)
@@ -1331,11 +1494,105 @@ def make_app(config, motion, cache, processor=None):
             return json.dumps({"error": error.body or error.status_line})
         return render("error", status=error.status_line, message=error.body)
 
+    # The home page: every camera's live view and newest events
+
+    def strip_offsets():
+        """How far back each camera's strip of events is paged: ?Camera1=5&Camera2=10."""
+        return {camera.id: _query_count(camera.id, 0) for camera in motion.cameras}
+
+    def strip(camera, offsets):
+        """The values strip.tpl shows: one camera's events at its offset, newest first."""
+        offset, total = offsets[camera.id], cache.count(camera.id)
+        events = cache.query(camera.id, 0, local_now(), offset, STRIP_EVENTS)[::-1]
+
+        def page(to):
+            wanted = {**offsets, camera.id: to}
+            return "/?" + urllib.parse.urlencode({key: value for key, value in wanted.items()
+                                                  if value})
+        return {"camera": camera, "events": events, "offset": offset, "total": total,
+                "newer": page(max(offset - STRIP_EVENTS, 0)) if offset else None,
+                "older": page(offset + STRIP_EVENTS) if offset + len(events) < total else None}
+
     @app.get("/")
     def home():
-        newest = {camera.id: cache.query(camera.id, 0, local_now(), 0, 5)
-                  for camera in motion.cameras}
-        return render("index", newest=newest)
+        offsets = strip_offsets()
+        return render("index", strips=[strip(camera, offsets) for camera in motion.cameras],
+                      stream_url=stream_url, refresh=REFRESH_SECONDS,
+                      reload=None if any(offsets.values()) else REFRESH_SECONDS)
+
+    @app.get("/strip/<camera_id>")
+    def strip_fragment(camera_id):
+        """One camera's strip alone, for strix.js to page and refresh it in place."""
+        return render("strip", **strip(known_camera(camera_id), strip_offsets()))
+
+    # A camera's history
+
+    @app.get("/camera/<camera_id>")
+    def camera_page(camera_id):
+        camera = known_camera(camera_id)
+        start, end = _query_time("start", 0), _query_time("end", local_now())
+        offset = _query_count("offset", 0)
+        filters = {name: format_time(value) for name, value in (("start", start), ("end", end))
+                   if _query_text(name)}
+        found = cache.query(camera.id, start, end, offset, PAGE_EVENTS + 1)
+        groups = []  # [(date, [its events, newest first])], newest day first
+        for event in reversed(found[-PAGE_EVENTS:]):
+            if not groups or groups[-1][0] != event.date:
+                groups.append((event.date, []))
+            groups[-1][1].append(event)
+        today = local_now() // 86400 * 86400
+        chart_dates = [time.strftime("%Y-%m-%d", time.gmtime(today - back * 86400))
+                       for back in range(CHART_DAYS)]
+
+        def page(to):
+            return f"/camera/{camera.id}?" + urllib.parse.urlencode({**filters, "offset": to})
+        return render("camera", camera=camera, groups=groups, filters=filters,
+                      days=cache.day_counts(camera.id), chart_dates=chart_dates,
+                      chart=cache.hourly_counts(camera.id, chart_dates),
+                      newer=page(max(offset - PAGE_EVENTS, 0)) if offset else None,
+                      older=page(offset + PAGE_EVENTS) if len(found) > PAGE_EVENTS else None,
+                      deleted=deleted_title(_query_text("deleted")))
+
+    # An event
+
+    @app.get("/event/<camera_id>/<date>/<name>")
+    def event_page(camera_id, date, name):
+        event = known_event(camera_id, date, name)
+        event_dir = media_path(base, f"{camera_id}/{date}/{name}")
+        try:
+            frames = in_time_order(frame_names(event_dir))
+        except (OSError, TypeError):  # deleted meanwhile
+            frames = []
+        has_debug = os.path.isfile(os.path.join(event_dir or "", "debug", "video.m4v"))
+        older, newer = cache.neighbours(event)
+        every = -(-len(frames) // FRAME_TILES) or 1
+        return render("event", event=event, camera=motion.camera_ids[camera_id],
+                      older=older, newer=newer, frames=frames, tiles=frames[::every],
+                      every=every, fps=frames_per_second(frames), has_debug=has_debug,
+                      debug=has_debug and bool(bottle.request.query.debug),
+                      token=sessions.token())
+
+    def change(camera_id, date, name, action):
+        """Keep, un-keep or delete an event, in the cache, on disk and so in the API."""
+        event = known_event(camera_id, date, name)
+        done = cache.delete(camera_id, date, name) if action == "delete" else \
+            cache.set_saved(camera_id, date, name, action == "keep")
+        if not done:
+            raise bottle.HTTPError(404, f"no such event: {camera_id}/{date}/{name}")
+        log.info("event changed", action=action, camera=camera_id, folder=f"{date}/{name}")
+        return event if action == "delete" else cache.get(camera_id, date, name)
+
+    @app.post("/event/<camera_id>/<date>/<name>/<action:re:keep|unkeep|delete>")
+    def change_from_page(camera_id, date, name, action):
+        event = change(camera_id, date, name, action)
+        if action == "delete":
+            bottle.redirect(f"/camera/{camera_id}?deleted={date}/{name}", 303)
+        bottle.redirect(event_page_url(event), 303)
+
+    # The JSON API
+
+    def known_cameras(ids):
+        return [known_camera(camera_id).id for camera_id in ids.split(",")]
 
     @app.get("/api/cameras/list")
     def cameras_list():
@@ -1352,6 +1609,21 @@ def make_app(config, motion, cache, processor=None):
                                     cache.query(camera, start, end, offset, limit)]
                            for camera in cameras}}
 
+    @app.get("/api/token")
+    def api_token():
+        """The token a script sends (as X-Strix-Token, with the cookie) to make changes."""
+        return {"token": sessions.token(), "header": TOKEN_HEADER}
+
+    @app.post("/api/event/<camera_id>/<date>/<name>/<action:re:keep|unkeep>")
+    def change_from_api(camera_id, date, name, action):
+        return change(camera_id, date, name, action).json()
+
+    @app.delete("/api/event/<camera_id>/<date>/<name>")
+    def delete_from_api(camera_id, date, name):
+        return {"deleted": change(camera_id, date, name, "delete").json()}
+
+    # Files
+
     @app.get("/motion/<path:path>")
     def media(path):
         real = media_path(base, path)
@@ -1365,7 +1637,7 @@ def make_app(config, motion, cache, processor=None):
         kind = MEDIA_TYPES.get(os.path.splitext(real)[1])
         if kind is None or not os.path.isfile(real):
             raise bottle.HTTPError(404, "no such file")
-        download = os.path.basename(path) if bottle.request.query.download else False
+        download = "_".join(parts) if bottle.request.query.download else False
         return bottle.static_file(os.path.relpath(real, os.path.realpath(base)),
                                   root=os.path.realpath(base), mimetype=kind,
                                   download=download)

@@ -898,27 +898,6 @@ def test_media_refuses_everything_but_media(media, tmp_path):
         assert app.get(url, expect_errors=True).status_int == 404, url
 
 
-# Pages #######################################################################
-
-def test_home_page_shows_newest_thumbnails_escaped(tmp_path):
-    media = Media(tmp_path, cameras=((1, 8081, "<script>alert(1)</script>"),))
-    for hour in range(7):
-        media.add_event("Camera1", day(1), f"{hour:02d}-00-00", frames=1)
-    app, _ = media.app()
-    page = app.get("/")
-    assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text
-    images = page.html.select("section.camera img")
-    assert [img["src"].split("/")[-2] for img in images] == \
-        [f"{hour:02d}-00-00" for hour in (6, 5, 4, 3, 2)]
-    assert all(img["alt"] for img in images)
-
-
-def test_unknown_page_is_a_404_page(media):
-    app, _ = media.app()
-    page = app.get("/nowhere", status=404)
-    assert page.content_type == "text/html" and "404" in page.text
-
-
 # Demo ########################################################################
 
 def test_demo_makes_a_valid_setup_with_real_frames(tmp_path):

@@ -1,4 +1,6 @@
 % rebase("layout.tpl", title=status)
-<h2>{{status}}</h2>
-<p>{{message}}</p>
-<p><a href="/">Back to the cameras</a></p>
+<div class="card message">
+  <h1>{{status}}</h1>
+  <p>{{message}}</p>
+  <p><a href="/">Back to the cameras</a></p>
+</div>

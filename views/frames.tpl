@@ -1,7 +1,10 @@
 % rebase("layout.tpl", title=f"{event.camera} {event.date} {event.name}")
-<h2>{{event.camera}}, {{event.date}} {{event.name}}: {{len(frames)}} frames</h2>
-<ul class="frames">
+<div class="card message">
+  <h1>{{event.camera}}, {{event.date}} {{event.name}}: {{len(frames)}} frames</h1>
+  <p><a href="{{event_page_url(event)}}">Back to the event</a></p>
+  <ul class="frame-list">
 % for frame in frames:
-  <li><a href="{{event.url}}/{{frame}}">{{frame}}</a></li>
+    <li><a href="{{event.url}}/{{frame}}">{{frame}}</a></li>
 % end
-</ul>
+  </ul>
+</div>

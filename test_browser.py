@@ -1,0 +1,394 @@
+"""Tests of the web UI: the pages and their changes through WebTest, then the whole UI in
+headless Chromium over a real strix serving a generated media folder."""
+
+import os
+import time
+
+import pytest
+from webtest import TestApp
+
+import strix
+from test_strix import Media, day, jpeg, wait_for_deletes
+from test_strix import media, tiny_video  # noqa: F401 (fixtures)
+
+
+def event_url(camera, date, name):
+    return f"/event/{camera}/{date}/{name}"
+
+
+def three_cameras(tmp_path, events=7):
+    """A media folder with three cameras, the first two with `events` events yesterday."""
+    media = Media(tmp_path, cameras=((1, 8081, "Front door"), (2, 8082, "Garden"),
+                                     (3, 8083, "Garage")))
+    for camera in ("Camera1", "Camera2"):
+        for hour in range(events):
+            media.add_event(camera, day(1), f"{hour:02d}-00-00", frames=1)
+    return media
+
+
+# Pages #######################################################################
+
+def test_home_page_shows_newest_thumbnails_escaped(tmp_path):
+    media = Media(tmp_path, cameras=((1, 8081, "<script>alert(1)</script>"),))
+    for hour in range(7):
+        media.add_event("Camera1", day(1), f"{hour:02d}-00-00", frames=1)
+    app, _ = media.app()
+    for url in ("/", "/camera/Camera1", event_url("Camera1", day(1), "03-00-00")):
+        page = app.get(url)
+        assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text, url
+    page = app.get("/")
+    thumbnails = page.html.select(".strip img")
+    assert [img["src"].split("/")[-2] for img in thumbnails] == \
+        [f"{hour:02d}-00-00" for hour in (6, 5, 4, 3, 2)]
+    assert [a["href"] for a in page.html.select(".strip a.thumb")][0] == \
+        event_url("Camera1", day(1), "06-00-00")
+    assert all(img["alt"] and img.parent["title"] for img in thumbnails)
+    assert page.html.select_one(".stream img")["alt"] == \
+        "Live view of <script>alert(1)</script>"
+
+
+def test_unknown_page_is_a_404_page(media):
+    app, _ = media.app()
+    page = app.get("/nowhere", status=404)
+    assert page.content_type == "text/html" and "404" in page.text
+
+
+def test_home_page_pages_each_camera_and_keeps_the_others(tmp_path):
+    app, _ = three_cameras(tmp_path, events=12).app()
+    page = app.get("/?Camera1=5&Camera2=10")
+    strips = page.html.select(".strip")
+    assert [strip["data-offset"] for strip in strips] == ["5", "10", "0"]
+    first, second = strips[0], strips[1]
+    assert [a["href"].split("/")[-1] for a in first.select("a.thumb")] == \
+        ["06-00-00", "05-00-00", "04-00-00", "03-00-00", "02-00-00"]
+    assert first.select_one("a[rel=prev]")["href"] == "/?Camera2=10"
+    assert first.select_one("a[rel=next]")["href"] == "/?Camera1=10&Camera2=10"
+    assert first.select_one(".count").text == "6–10 of 12"
+    assert len(second.select("a.thumb")) == 2 and not second.select("a[rel=next]")
+    assert strips[2].select_one(".empty").text == "No events yet."
+    fragment = app.get("/strip/Camera2?Camera1=5&Camera2=5")
+    assert fragment.text.startswith('<div class="strip" id="strip-Camera2"')
+    assert "<html" not in fragment.text
+    assert fragment.html.select_one("a[rel=next]")["href"] == "/?Camera1=5&Camera2=10"
+
+
+def test_home_page_refreshes_the_newest_events_only(tmp_path):
+    app, _ = three_cameras(tmp_path).app()
+    page = app.get("/")
+    assert page.html.select_one(".cameras")["data-refresh"] == "30"
+    assert 'content="30"' in page.html.select_one("noscript").decode_contents()
+    assert not app.get("/?Camera2=5").html.select("noscript")
+
+
+def test_stream_url_follows_the_host_the_browser_used(tmp_path):
+    media = three_cameras(tmp_path)
+    app, _ = media.app()
+    page = app.get("/", headers={"Host": "cams.home:8000"})
+    assert [img["src"] for img in page.html.select(".stream img")] == \
+        ["//cams.home:8081/", "//cams.home:8082/", "//cams.home:8083/"]
+    assert "img-src 'self' cams.home:8081 cams.home:8082 cams.home:8083;" in \
+        page.headers["Content-Security-Policy"]
+    page = app.get("/", headers={"Host": "[fd00::2]:8000"})
+    assert page.html.select_one(".stream img")["src"] == "//[fd00::2]:8081/"
+    for template, expected in (("/cam/{id}/", "/cam/Camera1/"),
+                               ("//{host}:8080/{camera_id}/stream", "//h:8080/1/stream"),
+                               ("https://{host}/live/{port}", "https://h/live/8081")):
+        media.config.stream_url = template
+        page = app.get("/", headers={"Host": "h"})
+        assert page.html.select_one(".stream img")["src"] == expected
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("//{host}:{port}/", True), ("/cam/{id}/", True), ("//{host}:8080/{camera_id}/stream", True),
+    ("//{host}:{prot}/", False), ("//{host}:{port/", False), ("//{host.__class__}/", False),
+])
+def test_stream_url_option_is_checked(tmp_path, value, ok):
+    path = tmp_path / "strix.cfg"
+    path.write_text(f"[strix]\nstream_url = {value}\n")
+    if ok:
+        assert strix.read_config(str(path)).stream_url == value
+    else:
+        with pytest.raises(strix.ConfigError) as error:
+            strix.read_config(str(path))
+        assert "line 2: stream_url" in str(error.value) and "{camera_id}" in str(error.value)
+
+
+def test_home_page_weighs_under_30_kb_and_loads_nothing_from_elsewhere(tmp_path):
+    app, _ = three_cameras(tmp_path).app()
+    page = app.get("/")
+    weight = len(page.body) + sum(len(app.get(url).body) for url in
+                                  ("/static/style.css", "/static/strix.js"))
+    assert weight < 30 * 1024, weight
+    linked = [tag.get("src") or tag.get("href") for tag in page.html.select("[src], [href]")]
+    streams = {img["src"] for img in page.html.select(".stream img")}
+    assert all(url[0] in "/#" and not url.startswith("//") or url in streams
+               for url in linked), linked
+
+
+def test_camera_page_groups_a_bounded_page_by_day(media, monkeypatch):
+    monkeypatch.setattr(strix, "PAGE_EVENTS", 4)
+    for date, hours in ((day(3), (8, 9)), (day(2), (10, 11, 12)), (day(1), (13,))):
+        for hour in hours:
+            media.add_event("Camera1", date, f"{hour:02d}-00-00", frames=2)
+    app, _ = media.app()
+    page = app.get("/camera/Camera1")
+    assert page.html.title.text == "Front door · strix"
+    days = page.html.select(".day")
+    assert [section.h2.text for section in days] == \
+        [strix.day_title(day(1)), strix.day_title(day(2))]
+    assert [a["href"].split("/")[-1] for a in page.html.select(".day a.thumb")] == \
+        ["13-00-00", "12-00-00", "11-00-00", "10-00-00"]
+    assert all(img["loading"] == "lazy" for img in page.html.select(".day img"))
+    assert [(a.text.split()[-1], a.get("aria-current")) for a in page.html.select(".days a")] == \
+        [("1", "true"), ("3", None), ("2", None)]
+    older = page.html.select_one(".timeline a[rel=next]")["href"]
+    assert older == "/camera/Camera1?offset=4"
+    page = app.get(older)
+    assert [a["href"].split("/")[-1] for a in page.html.select(".day a.thumb")] == \
+        ["09-00-00", "08-00-00"]
+    assert page.html.select_one(".timeline a[rel=prev]")["href"] == "/camera/Camera1?offset=0"
+    jump = page.html.select(".days a")[1]["href"]
+    assert [a["href"].split("/")[-1] for a in app.get(jump).html.select(".day a.thumb")] == \
+        ["12-00-00", "11-00-00", "10-00-00", "09-00-00"]
+
+
+def test_camera_page_chart_counts_events_per_hour_and_links_them(media):
+    for name in ("10-05-00", "10-20-00", "10-59-59", "14-00-00"):
+        media.add_event("Camera1", day(1), name, frames=1)
+    media.add_event("Camera1", day(8), "10-00-00", frames=1)  # not in the last 7 days
+    app, _ = media.app()
+    page = app.get("/camera/Camera1")
+    cells = page.html.select(".heatmap a")
+    assert [(a.rect["class"], a.rect.title.text.split(": ")[-1]) for a in cells] == \
+        [(["l4"], "3 events"), (["l2"], "1 event")]
+    assert [text.text for text in page.html.select(".heatmap .total")] == \
+        ["0", "4", "0", "0", "0", "0", "0"]
+    hour = app.get(cells[0]["href"])
+    assert [a["href"].split("/")[-1] for a in hour.html.select(".day a.thumb")] == \
+        ["10-59-59", "10-20-00", "10-05-00"]
+    assert hour.html.select_one("input[name=start]")["value"] == f"{day(1)}T10:00:00"
+    assert hour.html.select_one("input[name=end]")["value"] == f"{day(1)}T10:59:59"
+
+
+def test_camera_page_time_filter_takes_the_form_and_the_api_formats(media):
+    for name in ("09-00-00", "10-30-00", "12-00-00"):
+        media.add_event("Camera1", day(1), name, frames=1)
+    app, _ = media.app()
+    for query in (f"start={day(1)}T10:00&end={day(1)}T11:00",
+                  f"start={day(1)} 10:00:00&end={day(1)} 11:00:00", f"start={day(1)}T10:00:00&"
+                  f"end={day(1)}T11:00:00"):
+        page = app.get(f"/camera/Camera1?{query}")
+        assert [a["href"][-8:] for a in page.html.select(".day a.thumb")] == ["10-30-00"], query
+    assert len(app.get("/camera/Camera1?start=&end=").html.select(".day a.thumb")) == 3
+    page = app.get("/camera/Camera1?start=2001-01-01T00:00&end=2001-01-02T00:00")
+    assert page.html.select_one(".empty").text == "No events in this time range."
+    page = app.get("/camera/Camera1?start=yesterday", status=400)
+    assert page.content_type == "text/html" and "start must be YYYY-MM-DD HH:MM:SS" in page.text
+
+
+@pytest.mark.parametrize("url, status", [
+    ("/camera/Camera9", 404), ("/camera/%3Cscript%3E", 404), ("/camera/Camera1?offset=-1", 400),
+    ("/camera/Camera1?end=2026-02-30T10:00", 400), ("/?Camera1=many", 400),
+    ("/strip/Camera9", 404), ("/event/Camera1/2026-13-45/10-00-00", 404),
+    ("/event/Camera1/yesterday/10-00-00", 404), ("/event/Camera1/{day}/25-00-00", 404),
+    ("/event/Camera1/{day}/10-00-00.999", 404), ("/event/Camera1/{day}/..", 404),
+    ("/event/Camera9/{day}/10-00-00", 404), ("/event/Camera1/{day}/10-00-01", 404),
+    ("/event/Camera1/{day}/10-00-00/keep", 405), ("/api/event/Camera1/{day}/10-00-00", 405),
+])
+def test_bad_page_urls_are_client_errors(media, url, status):
+    media.add_event("Camera1", day(1), "10-00-00", frames=1)
+    app, _ = media.app()
+    page = app.get(url.format(day=day(1)), status=status)
+    assert page.content_type == ("application/json" if "/api/" in url else "text/html")
+
+
+def test_pages_stay_fast_with_50000_events(media):
+    cache = media.cache()
+    dates = [day(back) for back in range(1, 51)]
+    with cache.lock:
+        for date in dates:  # 1,000 events a day, as the cache holds them
+            cache.days["Camera1"][date] = strix.Day.from_rows(date, 0, [
+                (second << 8, 4, strix.HAS_VIDEO | strix.HAS_THUMBNAIL)
+                for second in range(0, 86400, 86)][:1000])
+        cache.dates["Camera1"] = sorted(dates)
+    assert cache.count("Camera1") == 50000
+    app, _ = media.app(cache)
+    event = cache.query("Camera1", 0, strix.local_now(), 25000, 1)[0]
+    for url in ("/", "/camera/Camera1", "/camera/Camera1?offset=40000",
+                f"/camera/Camera1?start={dates[20]} 10:00:00&end={dates[20]} 10:59:59",
+                event_url(event.camera, event.date, event.name)):
+        started = time.perf_counter()
+        page = app.get(url, expect_errors=True)
+        seconds = time.perf_counter() - started
+        assert page.status_int == 200 and seconds < 0.25, (url, seconds)
+        assert len(page.html.select("a.thumb")) <= strix.PAGE_EVENTS
+
+
+def test_event_page_shows_video_details_neighbours_and_frames(media, tiny_video):
+    media.add_event("Camera1", day(2), "23-00-00", frames=1)
+    media.add_event("Camera1", day(1), "10-00-00", frames=4, video=tiny_video)
+    media.add_event("Camera1", day(1), "11-00-00", frames=1)
+    app, _ = media.app()
+    url = event_url("Camera1", day(1), "10-00-00")
+    page = app.get(url)
+    assert page.html.title.text == f"Front door, {page.html.h1.span.text} · strix"
+    video = page.html.select_one("video")
+    assert video["src"] == f"/motion/Camera1/{day(1)}/10-00-00/video.m4v"
+    assert video.has_attr("controls") and video.has_attr("playsinline")
+    assert app.get(video["src"], headers={"Range": "bytes=0-9"}, status=206).body == \
+        tiny_video[:10]
+    details = dict(zip([dt.text for dt in page.html.select("dt")],
+                       [dd.text for dd in page.html.select("dd")]))
+    assert details == {"Start": strix.event_title(strix.midnight(day(1)) + 36000),
+                       "End": strix.event_title(strix.midnight(day(1)) + 36003),
+                       "Duration": "3 s", "Frames": "4"}
+    assert page.html.select_one("a[rel=prev]")["href"] == event_url("Camera1", day(1),
+                                                                    "11-00-00")
+    assert page.html.select_one("a[rel=next]")["href"] == event_url("Camera1", day(2),
+                                                                    "23-00-00")
+    download = page.html.select_one("a[download]")["href"]
+    assert app.get(download).headers["Content-Disposition"] == \
+        f'attachment; filename="Camera1_{day(1)}_10-00-00_video.m4v"'
+    frames = page.html.select(".frames img")
+    assert [img["alt"] for img in frames] == [f"Frame {n + 1}, 10:00:0{n}" for n in range(4)]
+    assert all(img["loading"] == "lazy" for img in frames)
+    toggle = page.html.select_one("#debug-toggle")
+    assert toggle["href"] == url + "?debug=1"
+    debug = app.get(toggle["href"]).html
+    assert debug.select_one("video")["src"].endswith("/10-00-00/debug/video.m4v")
+    assert debug.select_one("#debug-toggle")["href"] == url
+
+
+def test_event_without_video_shows_its_frames_as_a_slideshow(media):
+    media.add_event("Camera1", day(1), "10-00-00", frames=3)
+    app, _ = media.app()
+    page = app.get(event_url("Camera1", day(1), "10-00-00")).html
+    assert not page.select("video") and not page.select("#debug-toggle, a[download]")
+    slideshow = page.select_one(".slideshow")
+    assert slideshow["data-frames"].split() == ["10-00-00-00.jpg", "10-00-01-00.jpg",
+                                                "10-00-02-00.jpg"]
+    assert slideshow.img["src"].endswith("/10-00-00/10-00-00-00.jpg")
+
+
+def test_event_page_frame_grid_is_bounded(media):
+    event_dir = media.add_event("Camera1", day(1), "10-00-00", frames=1)
+    for number in range(299):
+        (event_dir / f"10-{1 + number // 60:02d}-{number % 60:02d}-00.jpg").write_bytes(jpeg())
+    app, _ = media.app()
+    page = app.get(event_url("Camera1", day(1), "10-00-00")).html
+    assert len(page.select(".frames img")) == 100
+    assert page.select_one("#frames-title").text == "Frames (100 of 300: one in 3)"
+    assert len(page.select_one(".slideshow")["data-frames"].split()) == 300
+
+
+# Keep and delete #############################################################
+
+def page_token(app, url):
+    return app.get(url).html.select_one("input[name=token]")["value"]
+
+
+def test_keep_and_unkeep_from_the_event_page(media):
+    event_dir = media.add_event("Camera1", day(1), "10-00-00", frames=1)
+    app, cache = media.app()
+    url = event_url("Camera1", day(1), "10-00-00")
+    page = app.get(url)
+    form = page.forms[0]
+    assert form.action == url + "/keep" and form.method.upper() == "POST"
+    reply = form.submit()
+    assert reply.status_int == 303 and reply.location.endswith(url)
+    page = reply.follow()
+    assert page.html.select_one(".page-head .kept").text == "Kept"
+    assert cache.get("Camera1", day(1), "10-00-00").saved
+    assert app.get("/api/events/Camera1").json["events"]["Camera1"][0]["saved"] is True
+    assert (event_dir / ".saved").exists()
+    assert app.get("/").html.select_one(".thumb .kept").text == "Kept"
+    page = page.forms[0].submit().follow()
+    assert not page.html.select(".page-head .kept")
+    assert not (event_dir / ".saved").exists()
+    assert app.get("/api/events/Camera1").json["events"]["Camera1"][0]["saved"] is False
+
+
+def test_delete_asks_first_then_goes_through_the_delete_queue(media):
+    media.add_event("Camera1", day(1), "10-00-00", frames=1, saved=True)
+    media.add_event("Camera1", day(1), "11-00-00", frames=1)
+    app, cache = media.app()
+    url = event_url("Camera1", day(1), "10-00-00")
+    page = app.get(url)
+    confirm = page.html.select_one("details.delete")
+    assert confirm.summary.text == "Delete…" and "for good" in confirm.form.text
+    reply = page.forms[1].submit()
+    assert reply.status_int == 303
+    page = reply.follow()
+    assert page.html.select_one(".notice").text == \
+        f"Deleted the event of {strix.event_title(strix.midnight(day(1)) + 36000)}."
+    assert [a["href"][-8:] for a in page.html.select(".day a.thumb")] == ["11-00-00"]
+    assert cache.get("Camera1", day(1), "10-00-00") is None
+    assert len(app.get("/api/events/Camera1").json["events"]["Camera1"]) == 1
+    assert not (media.base / "Camera1" / day(1) / "10-00-00").exists()
+    wait_for_deletes()
+    assert os.listdir(media.base / "delete_queue") == []
+    app.get(url, status=404)
+
+
+def test_changes_need_the_token_of_their_own_session(media):
+    event_dir = media.add_event("Camera1", day(1), "10-00-00", frames=1)
+    app, cache = media.app()
+    url = event_url("Camera1", day(1), "10-00-00")
+    token = page_token(app, url)
+    stranger = TestApp(app.app)
+    stranger_token = page_token(stranger, url)
+    assert stranger_token != token
+    for client, sent in ((app, None), (app, "0" * 32), (app, stranger_token), (stranger, token),
+                         (TestApp(app.app), token)):
+        params = {"token": sent} if sent else {}
+        page = client.post(url + "/keep", params, status=403)
+        assert page.content_type == "text/html" and "reload it and try again" in page.text
+    assert not cache.get("Camera1", day(1), "10-00-00").saved
+    assert not (event_dir / ".saved").exists()
+    app.post(url + "/keep", {"token": token}, status=303)
+    assert cache.get("Camera1", day(1), "10-00-00").saved
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"Origin": "http://evil.example"}, 403),
+    ({"Origin": "http://localhost:8000"}, 403),
+    ({"Origin": "null"}, 403),
+    ({"Referer": "http://evil.example/page"}, 403),
+    ({"Origin": "http://localhost"}, 303),
+    ({"Origin": "http://LOCALHOST:80"}, 303),
+    ({"Referer": "http://localhost/event/x"}, 303),
+    ({}, 303),
+])
+def test_changes_from_another_site_are_refused(media, headers, status):
+    media.add_event("Camera1", day(1), "10-00-00", frames=1)
+    app, cache = media.app()
+    url = event_url("Camera1", day(1), "10-00-00")
+    app.post(url + "/keep", {"token": page_token(app, url)}, headers=headers, status=status)
+    assert cache.get("Camera1", day(1), "10-00-00").saved == (status == 303)
+
+
+def test_api_keeps_unkeeps_and_deletes_with_the_token_header(media):
+    event_dir = media.add_event("Camera1", day(1), "10-00-00", frames=1)
+    app, cache = media.app()
+    url = f"/api/event/Camera1/{day(1)}/10-00-00"
+    refused = app.post(url + "/keep", status=403)
+    assert refused.content_type == "application/json" and "reload" in refused.json["error"]
+    assert app.delete(url, status=403).json["error"]
+    token = app.get("/api/token").json
+    assert token["header"] == "X-Strix-Token"
+    headers = {"X-Strix-Token": token["token"]}
+    assert app.post(url + "/keep", headers=headers).json["saved"] is True
+    assert (event_dir / ".saved").exists()
+    assert app.post(url + "/unkeep", headers=headers).json["saved"] is False
+    assert not (event_dir / ".saved").exists()
+    reply = app.post(url + "/keep", headers={**headers, "Origin": "http://evil.example"},
+                     status=403)
+    assert reply.json["error"] == "refused: the request comes from another site"
+    deleted = app.delete(url, headers=headers).json["deleted"]
+    assert deleted["start"] == f"{day(1)} 10:00:00"
+    assert cache.get("Camera1", day(1), "10-00-00") is None
+    assert not event_dir.exists()
+    assert app.get("/api/events/Camera1").json["events"]["Camera1"] == []
+    assert app.delete(url, headers=headers, status=404).json["error"].startswith("no such event")
+    assert app.post(f"/api/event/Camera1/{day(1)}/10-00-00/explode", headers=headers,
+                    status=404).json["error"]
