@@ -435,11 +435,8 @@ def frame_second(name):
 
 
 def read_event(event_dir, start_second):
-    """Read one processed event folder: (length in seconds, flags, bytes on disk)."""
-    names, size = [], 0
-    with os.scandir(event_dir) as entries:
-        for entry in entries:
-            names.append(entry.name)
+    """Read one processed event folder: (length in seconds, flags)."""
+    names = set(os.listdir(event_dir))
     frames = sorted(name for name in names if len(name) == 15 and FRAME_RE.match(name))
     flags = ((HAS_VIDEO if "video.m4v" in names else 0)
              | (HAS_DEBUG if "debug" in names else 0)
@@ -454,7 +451,7 @@ def read_event(event_dir, start_second):
             length = frame_second(frames[after_midnight - 1]) + 86400 - start_second
         else:
             length = frame_second(frames[-1]) - start_second
-    return max(length, 0), flags, size
+    return max(length, 0), flags
 
 
 class Event(collections.namedtuple("Event", "camera date name start length flags")):
@@ -625,7 +622,11 @@ class EventCache:
                       reverse=True)
         count, stale = 0, 0
         for number, (date, camera) in enumerate(todo, 1):
-            day, from_index = self._load_day(camera, date)
+            try:
+                day, from_index = self._load_day(camera, date)
+            except OSError as error:  # the folder went away meanwhile
+                log.warning("day folder unreadable", camera=camera, date=date, error=str(error))
+                continue
             stale += not from_index
             count += len(day)
             with self.lock:
@@ -677,7 +678,10 @@ class EventCache:
                     continue
                 key = event_key(entry.name)
                 if key is not None:
-                    events.append((key, *read_event(entry.path, key >> 8)[:2]))
+                    try:
+                        events.append((key, *read_event(entry.path, key >> 8)))
+                    except OSError:  # deleted meanwhile
+                        continue
                 elif NUMBER_RE.match(entry.name):
                     pending.append(entry.name)
         day = Day.from_rows(date, mtime, events, pending)
@@ -741,7 +745,7 @@ class EventCache:
         key = event_key(name)
         with self.disk_lock:
             day_dir = os.path.join(self.base, camera, date)
-            length, flags, _ = read_event(os.path.join(day_dir, name), key >> 8)
+            length, flags = read_event(os.path.join(day_dir, name), key >> 8)
             with self.lock:
                 day = self.days[camera].get(date) or Day(date)
                 day.put(key, length, flags)
@@ -1023,6 +1027,8 @@ def encode_video(folder, frames, output, codec):
     if seconds > TIMELAPSE_AFTER:
         rate *= TIMELAPSE
     partial = output + ".part"
+    if os.path.exists(partial):  # left by a crash; its ffmpeg may still write to it
+        os.remove(partial)
     command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
                "-f", "image2pipe", "-c:v", "mjpeg", "-framerate", f"{rate:.4f}", "-i", "pipe:0",
                "-vf", "scale='trunc(min(1280,iw)/2)*2':-2,format=yuv420p",
@@ -1178,22 +1184,30 @@ class Processor:
             self.stopping.wait(1)
 
     def poll(self):
-        """Take every queue entry: check it, remove it, and process it in the pool.
-        Returns the futures of the events started."""
-        queue_dir = os.path.join(self.base, QUEUE_DIR)
+        """Start processing each new queue entry in the pool, and remove refused ones.
+        An entry is removed once its event is processed, so a crash half way leaves it
+        for the next start. Returns the futures of the events started."""
         futures = []
-        for entry in sorted(os.listdir(queue_dir)):
-            path = os.path.join(queue_dir, entry)
-            try:
-                os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) \
-                    else os.remove(path)
-            except OSError as error:
-                log.warning("queue entry could not be removed", entry=entry, error=str(error))
-                continue
+        for entry in sorted(os.listdir(os.path.join(self.base, QUEUE_DIR))):
+            match = QUEUE_RE.match(entry)
+            with self.lock:
+                if match and match.groups() in self.running:
+                    continue
             event = self.check_entry(entry)
-            if event:
-                futures.append(self.submit(*event))
-        return [future for future in futures if future]
+            future = self.submit(*event, entry=entry) if event else self.remove_entry(entry)
+            if future:
+                futures.append(future)
+        return futures
+
+    def remove_entry(self, entry):
+        path = os.path.join(self.base, QUEUE_DIR, entry)
+        try:
+            os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) \
+                else os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            log.warning("queue entry could not be removed", entry=entry, error=str(error))
 
     def check_entry(self, entry):
         """(camera, date, number) for a queue entry naming a real unprocessed event folder,
@@ -1219,12 +1233,13 @@ class Processor:
             return None
         return match.groups()
 
-    def submit(self, camera, date, number):
+    def submit(self, camera, date, number, entry=None):
+        """Process an event in the pool, unless it is being processed already."""
         with self.lock:
             if (camera, date, number) in self.running:
                 return None
             self.running.add((camera, date, number))
-        return self.pool.submit(self.process, camera, date, number)
+        return self.pool.submit(self.process, camera, date, number, entry)
 
     def requeue(self):
         """Process numbered folders left without a queue entry (a crash or restart half way),
@@ -1241,8 +1256,9 @@ class Processor:
                          number=number)
                 self.submit(camera, date, number)
 
-    def process(self, camera, date, number):
-        """Process one event and store it in the cache; failures are logged, never raised."""
+    def process(self, camera, date, number, entry=None):
+        """Process one event, store it in the cache and remove its queue entry; failures
+        are logged, never raised."""
         started = time.monotonic()
         try:
             event_date, name, problems = process_event(self.base, camera, date, number,
@@ -1262,6 +1278,8 @@ class Processor:
             self.failed.append({"camera": camera, "event": f"{date}/{number}",
                                 "reason": str(error), "time": local_now()})
         finally:
+            if entry:
+                self.remove_entry(entry)
             with self.lock:
                 self.running.discard((camera, date, number))
 
