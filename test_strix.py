@@ -6,9 +6,11 @@ import multiprocessing
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 import structlog
@@ -913,3 +915,90 @@ def test_demo_makes_a_valid_setup_with_real_frames(tmp_path):
     with Image.open(os.path.join(motion.base, camera, date, number, frames[0])) as image:
         assert image.format == "JPEG" and image.getexif()[270].count("-") == 5
     assert strix.make_demo(str(tmp_path / "demo")) == path  # made once
+
+
+# Crash safety ################################################################
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def api_events(port, cameras="Camera1,Camera2"):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/events/{cameras}?limit=0",
+                                timeout=5) as reply:
+        return {(camera, event["start"]): event
+                for camera, events in json.load(reply)["events"].items() for event in events}
+
+
+def test_kill_9_at_any_moment_loses_nothing_but_expired_events(tmp_path):
+    """strix is killed at random moments while it preloads, expires and processes, then
+    restarted: every event not due to expire is there with all its frames, and only
+    those due to expire are gone."""
+    seed = int(os.environ.get("STRIX_CRASH_SEED", time.time()))
+    print("STRIX_CRASH_SEED", seed)  # pytest shows it when the test fails
+    rng = random.Random(seed)
+    media = Media(tmp_path)
+    frames, expired = {}, set()
+    for number in range(30):  # processed events, a third of them due to expire
+        camera, days_ago = rng.choice(["Camera1", "Camera2"]), rng.choice([1, 2, 10])
+        name = strix.event_name(rng.randrange(0, 80000) << 8)
+        if (media.base / camera / day(days_ago) / name).exists():
+            continue
+        saved = days_ago == 10 and number % 4 == 0
+        media.add_event(camera, day(days_ago), name, frames=3, saved=saved)
+        start = f"{day(days_ago)} {name[:8].replace('-', ':')}"
+        if days_ago == 10 and not saved:
+            expired.add((camera, start))
+        else:
+            frames[(camera, start)] = 3
+    for number in range(1, 11):  # motion's unprocessed events, with their queue entries
+        camera = f"Camera{number % 2 + 1}"
+        second = 3600 * number
+        write_motion_event(media.base / camera / day(1) / f"{number:02d}", second, 2, 3)
+        queue(media, f"{camera}_{day(1)}_{number:02d}")
+        frames[(camera, f"{day(1)} {second // 3600:02d}:00:00")] = 6
+    port = free_port()
+    config = tmp_path / "strix.cfg"
+    config.write_text(f"[strix]\nmotion_config = {media.motion_conf}\nport = {port}\n"
+                      f"keep_days = 5\njobs = 2\nlog = {tmp_path / 'strix.log'}\n")
+    command = [sys.executable, os.path.join(HERE, "strix.py"), "-c", str(config)]
+    for _ in range(8):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.15, 1.5))
+        process.kill()
+        process.wait()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, listed = time.monotonic() + 60, {}
+        while time.monotonic() < deadline:
+            try:
+                listed = api_events(port)
+            except OSError:
+                pass
+            if set(listed) >= set(frames) and not os.listdir(media.base / "queue"):
+                break
+            time.sleep(0.2)
+    finally:
+        process.kill()
+        process.wait()
+    assert set(listed) == set(frames), (set(frames) - set(listed), set(listed) - set(frames))
+    for (camera, start), count in frames.items():
+        event_dir = media.base / camera / start[:10] / start[11:].replace(":", "-")
+        assert len(list(event_dir.glob("??-??-??-??.jpg"))) == count, event_dir
+        assert (event_dir / "thumbnail.jpg").exists(), event_dir
+        if count == 6:  # processed by strix
+            assert probe(event_dir / "video.m4v")[0] == "h264"
+            assert len(list((event_dir / "debug").glob("*m.jpg"))) == 6
+    for camera, start in expired:
+        assert not (media.base / camera / start[:10] / start[11:].replace(":", "-")).exists()
+    assert [name for name in os.listdir(media.base / "Camera1" / day(1))
+            + os.listdir(media.base / "Camera2" / day(1)) if strix.NUMBER_RE.match(name)] == []
+    for index in (media.base / ".strix").glob("*/*.json"):
+        json.loads(index.read_text())  # never half-written
+    deadline = time.monotonic() + 10  # the last start's background delete may still run
+    while os.listdir(media.base / "delete_queue") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert os.listdir(media.base / "delete_queue") == []
+    assert (tmp_path / "strix.log").read_text().count('"strix started"') == 9
