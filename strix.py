@@ -143,6 +143,9 @@ OPTIONS = {
     "log_level": ("info", _choice("debug", "info", "warning", "error")),
     "video_codec": ("libx264 -preset veryfast", _encoder),
     "stream_url": ("//{host}:{port}/", _stream_url),
+    "threads": ("8", _integer(2, 256)),
+    "connection_limit": ("500", _integer(10, 10000)),
+    "channel_timeout": ("30", _integer(5, 3600)),
 }
 
 
@@ -1806,7 +1809,9 @@ def serve(config, motion):  # pragma: no cover - runs the server until stopped
              cameras=[camera.id for camera in motion.cameras], url=f"http://{config.host}:"
              f"{config.port}/")
     waitress.serve(make_app(config, motion, cache, processor), host=config.host,
-                   port=config.port, threads=8, ident="strix", _quiet=True)
+                   port=config.port, threads=config.threads, ident="strix", _quiet=True,
+                   connection_limit=config.connection_limit,
+                   channel_timeout=config.channel_timeout)
 
 
 def main(argv=None):  # pragma: no cover - the shell around read_config, check and serve

@@ -1002,3 +1002,62 @@ def test_kill_9_at_any_moment_loses_nothing_but_expired_events(tmp_path):
         time.sleep(0.1)
     assert os.listdir(media.base / "delete_queue") == []
     assert (tmp_path / "strix.log").read_text().count('"strix started"') == 9
+
+
+# Load ########################################################################
+
+def start_strix(media, tmp_path, **options):
+    """A real strix process over `media`, answering on the port it returns."""
+    port = free_port()
+    config = tmp_path / "strix.cfg"
+    config.write_text(f"[strix]\nmotion_config = {media.motion_conf}\nport = {port}\n"
+                      + "".join(f"{name} = {value}\n" for name, value in options.items()))
+    process = subprocess.Popen([sys.executable, os.path.join(HERE, "strix.py"), "-c",
+                                str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            api_events(port)
+            return process, port
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("strix did not start")
+
+
+def test_idle_slow_and_vanishing_clients_do_not_stop_others(media, tmp_path):
+    media.add_event("Camera1", day(1), "10-00-00", video=os.urandom(8 * 2**20))
+    process, port = start_strix(media, tmp_path, threads=4)
+    video = f"/motion/Camera1/{day(1)}/10-00-00/video.m4v"
+    sockets = []
+
+    def connect(request=b""):
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.sendall(request)
+        sockets.append(client)
+        return client
+
+    try:
+        for _ in range(100):  # idle keep-alive connections, after one request each
+            connect(b"GET /api/cameras/list HTTP/1.1\r\nHost: x\r\n\r\n").recv(4096)
+        for _ in range(100):  # connections that never say anything
+            connect()
+        for headers in (b"", b"Range: bytes=0-\r\n", b"", b"Range: bytes=100-\r\n"):
+            connect(b"GET " + video.encode() + b" HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+        for _ in range(12):  # downloads dropped half way, more than there are threads
+            client = connect(b"GET " + video.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.recv(1000)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            client.close()
+        for _ in range(20):
+            started = time.monotonic()
+            assert len(api_events(port)) == 1
+            assert time.monotonic() - started < 2
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{video}", timeout=5) as reply:
+            assert len(reply.read()) == 8 * 2**20
+    finally:
+        for client in sockets:
+            client.close()
+        process.kill()
+        process.wait()
