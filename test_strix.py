@@ -1061,3 +1061,23 @@ def test_idle_slow_and_vanishing_clients_do_not_stop_others(media, tmp_path):
             client.close()
         process.kill()
         process.wait()
+
+
+# The service #################################################################
+
+def test_systemd_unit_verifies_and_is_hardened(tmp_path):
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed")
+    text = open(os.path.join(HERE, "strix.service")).read()
+    for line in ("User=strix", "SupplementaryGroups=motion", "Restart=on-failure",
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/lib/motion",
+                 "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes",
+                 "ExecStart=/opt/strix/.venv/bin/strix -c /etc/strix/strix.cfg"):
+        assert f"\n{line}\n" in text, line
+    # verify checks that ExecStart's program exists: point it at this checkout's strix.py
+    unit = tmp_path / "strix.service"
+    unit.write_text(text.replace("ExecStart=/opt/strix/.venv/bin/strix",
+                                 f"ExecStart={sys.executable} {HERE}/strix.py"))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and "strix.service" not in result.stderr, result.stderr
