@@ -783,6 +783,31 @@ def test_unprocessed_folders_are_processed_again_unless_motion_may_be_writing(me
     assert cache.pending() == [("Camera1", day(0), "12")]
 
 
+def test_an_event_of_20000_frames_and_names_that_are_not_utf8(media):
+    cache = media.cache()
+    folder = media.base / "Camera1" / day(1) / "03"
+    folder.mkdir(parents=True)
+    frame = jpeg()
+    for number in range(20000):  # 10 a second for 2,000 s
+        second = 3600 + number // 10
+        (folder / "{:02d}-{:02d}-{:02d}-{:02d}.jpg".format(
+            second // 3600, second // 60 % 60, second % 60, number % 10)).write_bytes(frame)
+    odd_name = os.fsdecode(b"\xff\xfe-not-utf8.jpg")
+    (folder / odd_name).write_bytes(b"kept as is")
+    os.mkdir(media.base / "Camera1" / day(1) / os.fsdecode(b"\xff\xfe"))
+    queue(media, f"Camera1_{day(1)}_03")
+    queue(media, os.fsdecode(b"Camera1_\xff_03"))
+    with structlog.testing.capture_logs() as logs:
+        process_queue(media, cache)
+    event_dir = media.base / "Camera1" / day(1) / "01-00-00"
+    assert len(list(event_dir.glob("??-??-??-??.jpg"))) == 20000
+    assert (event_dir / odd_name).read_bytes() == b"kept as is"
+    assert abs(probe(event_dir / "video.m4v")[-1] - 2000 / 16) < 2
+    assert [entry["event"] for entry in logs].count("queue entry refused") == 1
+    assert os.listdir(media.base / "queue") == []
+    assert cache.refresh() == 0  # the odd day-folder name is passed over
+
+
 # The JSON API ################################################################
 
 def test_cameras_list(media):
