@@ -1,14 +1,27 @@
 """Tests of the web UI: the pages and their changes through WebTest, then the whole UI in
 headless Chromium over a real strix serving a generated media folder."""
 
+import concurrent.futures
+import http.server
+import io
+import json
 import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import threading
 import time
+import urllib.parse
+import urllib.request
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 from webtest import TestApp
 
 import strix
-from test_strix import Media, day, jpeg, wait_for_deletes
+from test_strix import HERE, Media, day, jpeg, wait_for_deletes, write_motion_conf
 from test_strix import media, tiny_video  # noqa: F401 (fixtures)
 
 
@@ -392,3 +405,360 @@ def test_api_keeps_unkeeps_and_deletes_with_the_token_header(media):
     assert app.delete(url, headers=headers, status=404).json["error"].startswith("no such event")
     assert app.post(f"/api/event/Camera1/{day(1)}/10-00-00/explode", headers=headers,
                     status=404).json["error"]
+
+
+# In a browser ##################################################################
+
+#: Chromium from Debian (apt-get install chromium); playwright drives it, no browser download.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+#: The widths every page is checked (and photographed) at: a phone and a desktop.
+VIEWPORTS = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1920, "height": 1080}}
+#: The generated cameras: (camera_id, name, has a live view).
+CAMERAS = ((1, "Front door", True), (2, "Garden", True), (3, "Garage", False))
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LiveView(http.server.ThreadingHTTPServer):
+    """A stand-in for motion's MJPEG stream of one camera: a few frames, then it ends."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), LiveViewHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def show(self, number):
+        """Show what camera `number` of the demo sees."""
+        self.scene, self.colour = strix._demo_scene(number), strix.DEMO_CAMERAS[number - 1][1]
+        return self
+
+
+class LiveViewHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        for step in range(strix.DEMO_FRAMES):
+            image, _ = strix.draw_demo_frame(self.server.scene, self.server.colour, step,
+                                             strix.local_now())
+            data = io.BytesIO()
+            image.save(data, "JPEG")
+            try:
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n\r\n"
+                                 + data.getvalue() + b"\r\n")
+            except ConnectionError:  # the page was closed
+                return
+            time.sleep(0.5)
+
+    def log_message(self, *args):
+        pass
+
+
+def generated_events(rng):
+    """(camera, start) of a week of events, more by day than by night, all in the past."""
+    now = strix.local_now()
+    starts = []
+    for number, _, _ in CAMERAS:
+        for _ in range((16, 9, 5)[number - 1]):
+            moment = now - rng.randrange(600, 7 * 86400)
+            if rng.random() < 0.6 and not 7 <= moment // 3600 % 24 <= 21:
+                moment += 12 * 3600 * (1 if moment + 12 * 3600 < now - 600 else -1)
+            starts.append((f"Camera{number}", moment))
+    return starts
+
+
+def make_event(base, camera, start, codec):
+    """One event as motion writes it, then processed by strix's own code (real ffmpeg)."""
+    date = time.strftime("%Y-%m-%d", time.gmtime(start))
+    number = f"{start % 100000:05d}"
+    strix.write_demo_event(os.path.join(base, camera, date, number),
+                           strix._demo_scene(int(camera[6:])),
+                           strix.DEMO_CAMERAS[int(camera[6:]) - 1][1], start)
+    event_date, name, _ = strix.process_event(base, camera, date, number, codec)
+    return camera, event_date, name
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real strix (python3 strix.py -c strix.cfg) on a free port over a generated media
+    folder, with two live views and one camera whose stream does not answer."""
+    folder = tmp_path_factory.mktemp("site")
+    base = folder / "media"
+    live = [number for number, _, has_live_view in CAMERAS if has_live_view]
+    views = dict(zip(live, sorted((LiveView() for _ in live),  # cameras are sorted by port
+                                  key=lambda view: view.server_address[1])))
+    ports = {number: view.show(number).server_address[1] for number, view in views.items()}
+    highest = max(ports.values())
+    for number, _, _ in CAMERAS:
+        while number not in live and ports.get(number, 0) <= highest:
+            ports[number] = free_port()
+    write_motion_conf(folder, base, [(number, ports[number], name)
+                                     for number, name, _ in CAMERAS])
+    rng = random.Random(7)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        jobs = [pool.submit(make_event, str(base), camera, start, ["libx264", "-preset",
+                                                                      "ultrafast"])
+                for camera, start in generated_events(rng)]
+        events = sorted(job.result() for job in jobs)
+    no_video = [event for event in events if event[0] == "Camera2"][0]
+    for path in ("video.m4v", "debug/video.m4v"):
+        os.remove(os.path.join(base, *no_video, path))
+    port = free_port()
+    config = folder / "strix.cfg"
+    config.write_text(f"[strix]\nmotion_config = motion.conf\nport = {port}\nkeep_days = 0\n"
+                      "log = strix.log\n")
+    process = subprocess.Popen([sys.executable, os.path.join(HERE, "strix.py"), "-c",
+                                str(config)], cwd=folder)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                listed = json.load(urllib.request.urlopen(f"{url}/api/events/Camera1,Camera2,"
+                                                          "Camera3?limit=0"))["events"]
+                if sum(map(len, listed.values())) == len(events):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("strix did not start: " + (folder / "strix.log").read_text())
+        yield {"url": url, "base": base, "events": events, "no_video": no_video,
+               "streams": {f"127.0.0.1:{port}" for port in ports.values()}}
+    finally:
+        process.terminate()
+        process.wait(10)
+        for view in views.values():
+            view.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no Chromium: apt-get install chromium (bash .ci/run does)")
+    with sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def visit(server, browser):
+    """visit(path, viewport="desktop") opens a page of the server in a fresh browser; at the
+    end, no page may have had a script error or asked any host but strix and the streams."""
+    contexts, problems = [], []
+    hosts = {urllib.parse.urlsplit(server["url"]).netloc} | server["streams"]
+
+    def check_request(request):
+        if urllib.parse.urlsplit(request.url).netloc not in hosts:
+            problems.append(f"request to another host: {request.url}")
+
+    def open_page(path, viewport="desktop", clock=False):
+        context = browser.new_context(viewport=VIEWPORTS[viewport], color_scheme="dark")
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+        page.on("request", check_request)
+        if clock:
+            page.clock.install()
+        page.goto(server["url"] + path, wait_until="domcontentloaded")
+        return page
+    yield open_page
+    for context in contexts:
+        context.close()
+    assert problems == []
+
+
+def listed(server, camera):
+    """The events of `camera` as the JSON API lists them now, newest first."""
+    reply = urllib.request.urlopen(f"{server['url']}/api/events/{camera}?limit=0")
+    return json.load(reply)["events"][camera][::-1]
+
+
+def page_path(event):
+    return urllib.parse.urlsplit(event["images"]).path.replace("/motion/", "/event/", 1)[:-1]
+
+
+def test_home_page_shows_live_views_and_thumbnails_and_pages_in_place(visit, server):
+    page = visit("/")
+    expect(page.locator("section.camera h2")).to_have_text(["Front door", "Garden", "Garage"])
+    page.wait_for_function("() => [...document.querySelectorAll('.stream img')].slice(0, 2)"
+                           ".every(img => img.naturalWidth > 0)")
+    garage = page.locator(".stream").nth(2)
+    expect(garage).to_have_class(re.compile("offline"))
+    expect(garage.locator("img")).to_be_hidden()
+    expect(garage.locator("figcaption")).to_contain_text("GarageLive view unavailable")
+    events = listed(server, "Camera1")
+    strip = page.locator("#strip-Camera1")
+    newest = [page_path(event) for event in events[:5]]
+    expect(strip.locator("a.thumb")).to_have_count(5)
+    assert [link.get_attribute("href") for link in strip.locator("a.thumb").all()] == newest
+    page.wait_for_function("() => [...document.querySelectorAll('#strip-Camera1 img')]"
+                           ".every(img => img.complete && img.naturalWidth > 0)")
+    assert strip.locator("img").first.get_attribute("alt").startswith("Front door, ")
+    page.evaluate("window.notReloaded = true")
+    strip.get_by_role("link", name="Older ›").click()
+    expect(page).to_have_url(server["url"] + "/?Camera1=5")
+    expect(page.locator("#strip-Camera1 .count")).to_have_text(f"6–10 of {len(events)}")
+    assert [link.get_attribute("href") for link in
+            page.locator("#strip-Camera1 a.thumb").all()] == \
+        [page_path(event) for event in events[5:10]]
+    assert page.evaluate("document.activeElement.textContent") == "Older ›"
+    page.locator("#strip-Camera1").get_by_role("link", name="‹ Newer").click()
+    expect(page.locator("#strip-Camera1 .count")).to_have_text(f"1–5 of {len(events)}")
+    assert [link.get_attribute("href") for link in
+            page.locator("#strip-Camera1 a.thumb").all()] == newest
+    assert page.evaluate("window.notReloaded")  # paged in place: the live views went on
+
+
+def test_event_page_plays_the_video_with_ranges_and_switches_to_debug(visit, server):
+    page = visit("/")
+    page.locator("#strip-Camera1 a.thumb").nth(1).click()
+    expect(page).to_have_url(server["url"] + page_path(listed(server, "Camera1")[1]))
+    page.wait_for_function("() => document.querySelector('video').readyState >= 1")
+    assert page.evaluate("document.querySelector('video').duration") > 2
+    source = page.evaluate("document.querySelector('video').currentSrc")
+    whole = page.request.get(source)
+    assert whole.status == 200 and whole.headers["content-type"] == "video/mp4"
+    part = page.request.get(source, headers={"Range": "bytes=100-1123"})
+    assert part.status == 206 and part.body() == whole.body()[100:1124]
+    page.evaluate("document.querySelector('video').currentTime = 2")
+    page.wait_for_function("() => !document.querySelector('video').seeking")
+    page.locator("#debug-toggle").click()
+    page.wait_for_function("() => document.querySelector('video').currentSrc"
+                           ".endsWith('/debug/video.m4v')"
+                           " && document.querySelector('video').readyState >= 1")
+    assert page.evaluate("document.querySelector('video').currentTime") == pytest.approx(2)
+    expect(page).to_have_url(re.compile(r"\?debug=1$"))
+    expect(page.locator("#debug-toggle")).to_have_text("Show the video")
+    page.reload()
+    assert page.locator("video").get_attribute("src").endswith("/debug/video.m4v")
+    page.locator("#debug-toggle").click()
+    page.wait_for_function("() => !document.querySelector('video').currentSrc.includes('/debug/')")
+    assert page.evaluate("location.search") == ""
+
+
+def test_event_without_video_plays_its_frames_one_by_one(visit, server):
+    camera, date, name = server["no_video"]
+    page = visit(f"/event/{camera}/{date}/{name}")
+    expect(page.locator("video")).to_have_count(0)
+    image = page.locator(".slideshow img")
+    first = image.get_attribute("src")
+    page.wait_for_function(f"() => document.querySelector('.slideshow img').src.indexOf({first!r}) < 0")
+    page.get_by_role("button", name="Pause").click()
+    stopped = image.get_attribute("src")
+    expect(page.get_by_role("button", name="Play")).to_be_visible()
+    page.wait_for_timeout(600)
+    assert image.get_attribute("src") == stopped
+
+
+def test_keep_with_the_keyboard_survives_a_reload(visit, server):
+    event = listed(server, "Camera2")[1]
+    page = visit(page_path(event))
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Keep (never expire)":
+            break
+    else:
+        pytest.fail("Keep cannot be reached with the Tab key")
+    page.keyboard.press("Enter")
+    expect(page.locator(".page-head .kept")).to_have_text("Kept")
+    page.reload()
+    expect(page.locator(".page-head .kept")).to_have_text("Kept")
+    expect(page.get_by_role("button", name="Stop keeping")).to_be_visible()
+    assert listed(server, "Camera2")[1]["saved"] is True
+    folder = urllib.parse.urlsplit(event["images"]).path[len("/motion/"):]
+    assert (server["base"] / folder / ".saved").exists()
+
+
+def test_delete_removes_the_event_from_the_page_the_api_and_the_disk(visit, server):
+    event = listed(server, "Camera1")[7]
+    page = visit(page_path(event))
+    page.get_by_text("Delete…").click()
+    page.get_by_role("button", name="Delete for good").click()
+    expect(page).to_have_url(re.compile(r"/camera/Camera1\?deleted="))
+    expect(page.locator(".notice")).to_have_text(f"Deleted the event of {event['title']}.")
+    expect(page.locator("a.thumb").first).to_be_visible()
+    expect(page.locator(f'a[href="{page_path(event)}"]')).to_have_count(0)
+    assert event["start"] not in [listed_event["start"] for listed_event in
+                                  listed(server, "Camera1")]
+    folder = urllib.parse.urlsplit(event["images"]).path[len("/motion/"):]
+    assert not (server["base"] / folder).exists()
+    assert page.goto(server["url"] + page_path(event)).status == 404
+
+
+def test_camera_page_chart_and_days_lead_to_the_events(visit, server):
+    page = visit("/camera/Camera1")
+    cell = page.locator(".heatmap a").first
+    count = int(re.search(r": (\d+) events?$", cell.get_attribute("aria-label"))[1])
+    cell.click()
+    expect(page).to_have_url(re.compile(r"\?start=.*&end="))
+    expect(page.locator(".day a.thumb")).to_have_count(count)
+    start = page.locator("input[name=start]").input_value()
+    end = page.locator("input[name=end]").input_value()
+    assert start.replace("T", "+") in page.url
+    page.get_by_role("link", name="Clear").click()
+    page.get_by_text("Filter by time").click()
+    page.locator("input[name=start]").fill(start)
+    page.locator("input[name=end]").fill(end)
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator(".filter summary")).to_contain_text(start.replace("T", " "))
+    expect(page.locator(".day a.thumb")).to_have_count(count)
+    page.get_by_role("link", name="Clear").click()
+    days = page.locator(".days a")
+    second_day = days.nth(1).text_content().split()
+    days.nth(1).click()
+    expect(page.locator(".days a[aria-current]")).to_have_text(days.nth(1).text_content())
+    expect(page.locator(".day h2").first).to_contain_text(" ".join(second_day[:3]))
+
+
+def test_pages_fit_a_phone_and_a_desktop(visit, server):
+    """At 375 and 1920 px wide: a title, no sideways scrolling, an alt text on every image.
+    With STRIX_SCREENSHOTS=docs/screenshots, each page is photographed for README.md."""
+    event = page_path(listed(server, "Camera1")[0])
+    folder = os.environ.get("STRIX_SCREENSHOTS")
+    for viewport, size in VIEWPORTS.items():
+        for name, path in (("home", "/"), ("camera", "/camera/Camera1"), ("event", event)):
+            page = visit(path, viewport)
+            page.wait_for_function("() => [...document.images].filter(img => img.loading != 'lazy'"
+                                   " && !img.closest('.offline')).every(img => img.complete)"
+                                   " && [...document.querySelectorAll('video')].every("
+                                   "video => video.readyState >= 2 && video.networkState != 2)")
+            assert page.title().endswith(" · strix"), path
+            assert page.evaluate("document.documentElement.scrollWidth") <= size["width"], path
+            assert page.evaluate("() => [...document.images].filter(img => !img.alt"
+                                 " && !img.closest('.brand')).length") == 0, path
+            if folder:  # a moment into the video, as a person would see it
+                page.evaluate("() => document.querySelectorAll('video')"
+                              ".forEach(video => { video.currentTime = 1.5; })")
+                page.wait_for_function("() => [...document.querySelectorAll('video')]"
+                                       ".every(video => !video.seeking)")
+                page.wait_for_timeout(1000)
+                page.screenshot(path=os.path.join(folder, f"{name}-{viewport}.png"))
+
+
+def test_home_page_shows_a_new_event_within_30_seconds(visit, server):
+    page = visit("/", clock=True)
+    before = len(listed(server, "Camera1"))
+    expect(page.locator("#strip-Camera1 .count")).to_have_text(f"1–5 of {before}")
+    start = strix.local_now() - 10
+    date = time.strftime("%Y-%m-%d", time.gmtime(start))
+    strix.write_demo_event(str(server["base"] / "Camera1" / date / "77"), strix._demo_scene(1),
+                           (200, 200, 200), start)
+    (server["base"] / "queue" / f"Camera1_{date}_77").touch()  # as motion's on_event_end
+    for _ in range(100):
+        if len(listed(server, "Camera1")) > before:
+            break
+        time.sleep(0.1)
+    page.clock.run_for(31 * 1000)
+    expect(page.locator("#strip-Camera1 .count")).to_have_text(f"1–5 of {before + 1}")
+    expect(page.locator("#strip-Camera1 a.thumb").first).to_have_attribute(
+        "href", page_path(listed(server, "Camera1")[0]))
+

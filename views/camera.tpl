@@ -10,14 +10,17 @@
   <h2 id="activity">Events per hour, last {{len(chart_dates)}} days</h2>
 % include("chart.tpl")
 </section>
-<form class="card filter" method="get" action="/camera/{{camera.id}}">
-  <label>From <input type="datetime-local" name="start" step="1" value="{{filters.get('start', '').replace(' ', 'T')}}"></label>
-  <label>To <input type="datetime-local" name="end" step="1" value="{{filters.get('end', '').replace(' ', 'T')}}"></label>
-  <button type="submit">Show</button>
+<details class="card filter"{{!" open" if filters else ""}}>
+  <summary>Filter by time{{f": {filters.get('start', '…')} to {filters.get('end', 'now')}" if filters else ""}}</summary>
+  <form method="get" action="/camera/{{camera.id}}">
+    <label>From <input type="datetime-local" name="start" step="1" value="{{filters.get('start', '').replace(' ', 'T')}}"></label>
+    <label>To <input type="datetime-local" name="end" step="1" value="{{filters.get('end', '').replace(' ', 'T')}}"></label>
+    <button type="submit">Show</button>
 % if filters:
-  <a href="/camera/{{camera.id}}">Clear</a>
+    <a href="/camera/{{camera.id}}">Clear</a>
 % end
-</form>
+  </form>
+</details>
 <div class="history">
   <nav class="days card" aria-labelledby="days-title">
     <h2 id="days-title">Days</h2>
