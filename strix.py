@@ -1581,10 +1581,11 @@ def make_app(config, motion, cache, processor=None):
         event = known_event(camera_id, date, name)
         event_dir = media_path(base, f"{camera_id}/{date}/{name}")
         try:
-            frames = in_time_order(frame_names(event_dir))
-        except (OSError, TypeError):  # deleted meanwhile
+            frames = in_time_order(frame_names(event_dir)) if event_dir else []
+        except OSError:  # deleted meanwhile
             frames = []
-        has_debug = os.path.isfile(os.path.join(event_dir or "", "debug", "video.m4v"))
+        has_debug = bool(event_dir) and os.path.isfile(os.path.join(event_dir, "debug",
+                                                                    "video.m4v"))
         older, newer = cache.neighbours(event)
         every = -(-len(frames) // FRAME_TILES) or 1
         return render("event", event=event, camera=motion.camera_ids[camera_id],

@@ -272,6 +272,12 @@ def test_event_page_shows_video_details_neighbours_and_frames(media, tiny_video)
     assert debug.select_one("#debug-toggle")["href"] == url
 
 
+@pytest.mark.parametrize("seconds, said", [(0, "0 s"), (45, "45 s"), (125, "2 min 05 s"),
+                                           (3720, "1 h 02 min")])
+def test_durations_read_as_people_say_them(seconds, said):
+    assert strix.duration(seconds) == said
+
+
 def test_event_without_video_shows_its_frames_as_a_slideshow(media):
     media.add_event("Camera1", day(1), "10-00-00", frames=3)
     app, _ = media.app()
