@@ -597,6 +597,7 @@ def test_home_page_shows_live_views_and_thumbnails_and_pages_in_place(visit, ser
     expect(page.locator("section.camera h2")).to_have_text(["Front door", "Garden", "Garage"])
     page.wait_for_function("() => [...document.querySelectorAll('.stream img')].slice(0, 2)"
                            ".every(img => img.naturalWidth > 0)")
+    expect(page.locator(".stream figcaption").first).to_be_hidden()
     garage = page.locator(".stream").nth(2)
     expect(garage).to_have_class(re.compile("offline"))
     expect(garage.locator("img")).to_be_hidden()
