@@ -19,6 +19,7 @@ import concurrent.futures
 import configparser
 import errno
 import glob
+import hashlib
 import hmac
 import io
 import json
@@ -149,15 +150,37 @@ OPTIONS = {
 }
 
 
+def _password_hash(value):
+    if value and not PASSWORD_HASH_RE.match(value):
+        raise ValueError
+    return value
+
+
+_password_hash.expects = ("the line `strix --hash-password` prints (a plain password is"
+                          " refused)")
+#: A hash made by hash_password(): scrypt$N$r$p$salt$hash, hex encoded.
+PASSWORD_HASH_RE = re.compile(r"scrypt\$(\d{1,8})\$(\d{1,3})\$(\d{1,3})\$([0-9a-f]{32})"
+                              r"\$([0-9a-f]{64})\Z")
+#: strix.cfg's [auth] options; the login is on when both are set.
+AUTH_OPTIONS = {
+    "user": ("", _text),
+    "password_hash": ("", _password_hash),
+}
+#: strix.cfg's sections and their options.
+SECTIONS = {"strix": OPTIONS, "auth": AUTH_OPTIONS}
+
+
 class Config:
     """strix.cfg's options as attributes; `path` is the file they came from (None: defaults)."""
 
     def __init__(self, path=None, **options):
         self.path = path
-        for name, (default, parse) in OPTIONS.items():
+        known = {name: option for section in SECTIONS.values()
+                 for name, option in section.items()}
+        for name, (default, parse) in known.items():
             setattr(self, name, parse(default))
         for name, value in options.items():
-            if name not in OPTIONS:
+            if name not in known:
                 raise TypeError(f"unknown option {name}")
             setattr(self, name, value)
 
@@ -198,24 +221,28 @@ def read_config(path):
                            f"{getattr(error, 'option', error.section)} is set twice: keep one"
                            ]) from None
     lines, problems, options = _option_lines(text), [], {}
-    for section in parser.sections():
-        if section != "strix":
-            problems.append(f"{path} line {_line_of(text, section)}: unknown section [{section}]:"
-                            " strix.cfg has one section, [strix]")
     if not parser.has_section("strix"):
         problems.append(f"{path}: no [strix] section: start the file with a line [strix]")
-    else:
-        for name, value in parser.items("strix"):
-            where = f"{path} line {lines.get(('strix', name), '?')}"
-            if name not in OPTIONS:
-                known = ", ".join(OPTIONS)
-                problems.append(f"{where}: unknown option {name!r}: the options are {known}")
+    for section in parser.sections():
+        if section not in SECTIONS:
+            problems.append(f"{path} line {_line_of(text, section)}: unknown section [{section}]:"
+                            " strix.cfg has the sections [strix] and [auth]")
+            continue
+        for name, value in parser.items(section):
+            where = f"{path} line {lines.get((section, name), '?')}"
+            if name not in SECTIONS[section]:
+                known = ", ".join(SECTIONS[section])
+                problems.append(f"{where}: unknown option {name!r} in [{section}]: the options"
+                                f" are {known}")
                 continue
-            parse = OPTIONS[name][1]
+            parse = SECTIONS[section][name][1]
             try:
                 options[name] = parse(value.strip())
             except ValueError:
                 problems.append(f"{where}: {name} = {value!r} is not valid: write {parse.expects}")
+    if bool(options.get("user")) != bool(options.get("password_hash")):
+        problems.append(f"{path} line {_line_of(text, 'auth')}: [auth] needs both user and"
+                        " password_hash (from strix --hash-password), or neither")
     if problems:
         raise ConfigError(problems)
     folder = os.path.dirname(os.path.abspath(path))
@@ -1287,6 +1314,100 @@ class Processor:
                 self.running.discard((camera, date, number))
 
 
+# Login #######################################################################
+
+#: scrypt's work factor: 16 MiB of memory and some 50 ms here (more on a Pi) per check.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+#: More failed logins than MAX_FAILURES within LOGIN_WINDOW seconds from one address are
+#: answered 429 for LOGIN_WINDOW seconds.
+MAX_FAILURES, LOGIN_WINDOW = 10, 60
+
+
+def _scrypt(password, salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P):
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * 2**20,
+                          dklen=32)
+
+
+def hash_password(password):
+    """A salted scrypt hash of `password`, as strix.cfg's password_hash holds it."""
+    salt = os.urandom(16)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${_scrypt(password, salt).hex()}"
+
+
+def password_matches(password, password_hash):
+    n, r, p, salt, digest = PASSWORD_HASH_RE.match(password_hash).groups()
+    try:
+        mine = _scrypt(password, bytes.fromhex(salt), int(n), int(r), int(p))
+    except (ValueError, MemoryError):  # parameters scrypt refuses
+        return False
+    return hmac.compare_digest(mine.hex(), digest)
+
+
+def _raw_header(name):
+    """A request header as the client sent it (bytes as latin-1); Bottle's get_header
+    raises on bytes that are not UTF-8, which would make a hostile header a 500."""
+    return bottle.request.environ.get("HTTP_" + name.upper().replace("-", "_"), "")
+
+
+class Login:
+    """Bottle plugin: HTTP Basic login on every route (Basic works for <img>, <video> and
+    range requests). A password that passed is remembered by a keyed hash of the header, so
+    scrypt runs once per browser, not once per thumbnail. Failures are logged with the
+    client's address (for fail2ban), and an address that fails too often gets 429."""
+
+    def __init__(self, user, password_hash):
+        self.user, self.password_hash = user, password_hash
+        self.secret, self.lock = os.urandom(32), threading.Lock()
+        self.accepted = set()
+        self.failures = collections.defaultdict(collections.deque)  # address: times
+        self.blocked = {}  # address: monotonic time until which it gets 429
+
+    def __call__(self, callback):
+        def wrapper(*args, **kwargs):
+            self.check()
+            return callback(*args, **kwargs)
+        return wrapper
+
+    def check(self):
+        """Return when the request carries the login, else raise 401 (or 429)."""
+        address = bottle.request.environ.get("REMOTE_ADDR", "-")  # not X-Forwarded-For
+        now = time.monotonic()
+        with self.lock:
+            if self.blocked.get(address, 0) > now:
+                raise bottle.HTTPError(429, "too many failed logins: try again in a minute",
+                                       **{"Retry-After": str(LOGIN_WINDOW)})
+        header = _raw_header("Authorization")
+        key = hmac.new(self.secret, header.encode("latin-1", "replace"), "sha256").digest()
+        if key in self.accepted:
+            return
+        user, password = bottle.parse_auth(header) or (None, None)
+        if user is not None and hmac.compare_digest(user.encode(), self.user.encode()) \
+                & password_matches(password, self.password_hash):
+            with self.lock:
+                if len(self.accepted) > 1000:
+                    self.accepted.clear()
+                self.accepted.add(key)
+            return
+        if header:
+            self.failed(address, user, now)
+        raise bottle.HTTPError(401, "log in to see the cameras",
+                               **{"WWW-Authenticate": 'Basic realm="strix", charset="UTF-8"'})
+
+    def failed(self, address, user, now):
+        with self.lock:
+            times = self.failures[address]
+            times.append(now)
+            while times and times[0] < now - LOGIN_WINDOW:
+                times.popleft()
+            if len(times) > MAX_FAILURES:
+                self.blocked[address] = now + LOGIN_WINDOW
+                times.clear()
+            for other in [other for other, left in self.failures.items() if not left]:
+                del self.failures[other]
+        log.warning("login failed", client=address, user=user,
+                    blocked=address in self.blocked and self.blocked[address] > now)
+
+
 # Web #########################################################################
 # Pages are rendered on the server from views/*.tpl; static/strix.js only adds what
 # plain links and forms cannot (a failed live view, paging in place, the slideshow).
@@ -1394,12 +1515,12 @@ class Sessions:
     def check(self):
         """Refuse (403) a request from another site or without its session's token."""
         request = bottle.request
-        source = request.get_header("Origin") or request.get_header("Referer")
+        source = _raw_header("Origin") or _raw_header("Referer") or None
         if source is not None and _same_host(urllib.parse.urlsplit(source).netloc) \
                 != _same_host(request.urlparts.netloc):
             raise bottle.HTTPError(403, "refused: the request comes from another site")
         session = request.get_cookie(SESSION_COOKIE, "")
-        sent = request.get_header(TOKEN_HEADER) or request.forms.get("token") or ""
+        sent = _raw_header(TOKEN_HEADER) or request.forms.get("token") or ""
         if not session or not hmac.compare_digest(sent, self._token(session)):
             raise bottle.HTTPError(403, "refused: the page was too old to make changes;"
                                         " reload it and try again")
@@ -1450,7 +1571,10 @@ def deleted_title(text):
 def make_app(config, motion, cache, processor=None):
     """The Bottle app serving the pages, the JSON API and the media of one media folder."""
     app = bottle.Bottle()
-    app.install(log_requests)
+    if config.user:
+        app.install(Login(config.user, config.password_hash))
+    if config.log_level == "debug":
+        app.install(log_requests)
     sessions = Sessions()
     templates = [os.path.join(ROOT, "views")]
     base = motion.base
@@ -1472,17 +1596,23 @@ def make_app(config, motion, cache, processor=None):
                                         port=camera.stream_port, id=camera.id,
                                         camera_id=camera.id[len("Camera"):])
 
-    def render(name, **values):
-        """A page (or a fragment of one) from views/, allowed to load nothing but strix's own
-        files and the cameras' live views, and never to be framed by another site."""
+    @app.hook("after_request")
+    def security_headers():
+        """Every response may load nothing but strix's own files and the cameras' live
+        views, is never framed by another site, and is never sniffed as another type."""
         streams = {urllib.parse.urlsplit(stream_url(camera)) for camera in motion.cameras}
         sources = " ".join(sorted({f"{url.scheme}://{url.netloc}" if url.scheme else url.netloc
                                    for url in streams if url.netloc}))
-        bottle.response.set_header(
-            "Content-Security-Policy",
+        headers = bottle.response.headers
+        headers["Content-Security-Policy"] = (
             f"default-src 'self'; img-src 'self' {'*' if '[' in sources else sources};"
             " object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-        bottle.response.set_header("Referrer-Policy", "same-origin")
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["Referrer-Policy"] = "same-origin"
+        headers["X-Frame-Options"] = "DENY"
+
+    def render(name, **values):
+        """A page (or a fragment of one) from views/."""
         return bottle.template(name, template_lookup=templates, version=__version__,
                                cameras=motion.cameras, event_page_url=event_page_url,
                                clock=clock, short_time=short_time, duration=duration,
@@ -1502,9 +1632,12 @@ def make_app(config, motion, cache, processor=None):
         return event
 
     @app.error(400)
+    @app.error(401)
     @app.error(403)
     @app.error(404)
     @app.error(405)
+    @app.error(413)
+    @app.error(429)
     @app.error(500)
     def error_page(error):
         if error.status_code == 500:
@@ -1622,14 +1755,16 @@ def make_app(config, motion, cache, processor=None):
 
     @app.get("/api/events/<ids>")
     def events(ids):
-        cameras = known_cameras(ids)
+        cameras = list(dict.fromkeys(known_cameras(ids)))
         start, end = _query_time("start", 0), _query_time("end", local_now())
         offset, limit = _query_count("offset", 0), _query_count("limit", 10)
-        return {"start": format_time(start), "end": format_time(end), "offset": offset,
-                "limit": limit,
-                "events": {camera: [event.json() for event in
-                                    cache.query(camera, start, end, offset, limit)]
-                           for camera in cameras}}
+        bottle.response.content_type = "application/json"
+        head = json.dumps({"start": format_time(start), "end": format_time(end),
+                           "offset": offset, "limit": limit})[:-1]
+        lists = ", ".join(f"{json.dumps(camera)}: "
+                          f"{cache.query_json(camera, start, end, offset, limit)}"
+                          for camera in cameras)
+        return f'{head}, "events": {{{lists}}}}}'
 
     @app.get("/api/token")
     def api_token():
@@ -1799,6 +1934,16 @@ def check(config, motion):
     return problems
 
 
+def read_new_password():
+    """A password typed twice without echo, or the first line of stdin when not a TTY;
+    None when the two typed differ."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+    password = getpass.getpass("Password: ")
+    return password if getpass.getpass("Again: ") == password else None
+
+
 def serve(config, motion):  # pragma: no cover - runs the server until stopped
     """Preload the cache, start processing and serve until stopped."""
     import waitress
@@ -1823,8 +1968,18 @@ def main(argv=None):  # pragma: no cover - the shell around read_config, check a
                         help="check strix.cfg and motion's configuration, print every problem")
     parser.add_argument("--demo", nargs="?", const="strix-demo", metavar="DIR",
                         help="create a demo media folder in DIR (default ./strix-demo) and serve it")
+    parser.add_argument("--hash-password", action="store_true",
+                        help="read a password and print the password_hash line for [auth]")
     parser.add_argument("--version", action="version", version=f"strix {__version__}")
     args = parser.parse_args(argv)
+    if args.hash_password:
+        password = read_new_password()
+        if not password:
+            print("the two passwords differ" if password is None else
+                  "an empty password is refused", file=sys.stderr)
+            return 2
+        print(f"password_hash = {hash_password(password)}")
+        return 0
     if args.demo:
         if not shutil.which("ffmpeg"):
             print("ffmpeg is not installed: the demo shows frames without videos"

@@ -1106,3 +1106,119 @@ def test_systemd_unit_verifies_and_is_hardened(tmp_path):
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and "strix.service" not in result.stderr, result.stderr
+
+
+# Login and headers ###########################################################
+
+def basic(user, password):
+    import base64
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.fixture(scope="session")
+def password_hash():
+    return strix.hash_password("correct horse")
+
+
+def test_hash_password_reads_stdin_and_checks(tmp_path, password_hash):
+    result = subprocess.run([sys.executable, os.path.join(HERE, "strix.py"), "--hash-password"],
+                            input="s3cret pass\n", capture_output=True, text=True, timeout=60)
+    line = result.stdout.strip()
+    assert result.returncode == 0 and line.startswith("password_hash = scrypt$16384$8$1$")
+    hashed = line.split(" = ")[1]
+    assert strix.password_matches("s3cret pass", hashed)
+    assert not strix.password_matches("s3cret pas", hashed)
+    assert hashed != strix.hash_password("s3cret pass")  # salted
+    empty = subprocess.run([sys.executable, os.path.join(HERE, "strix.py"), "--hash-password"],
+                           input="\n", capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2 and "empty password is refused" in empty.stderr
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[strix]\n[auth]\nuser = me\npassword_hash = hunter2\n",
+     "line 4: password_hash = 'hunter2' is not valid: write the line `strix --hash-password`"
+     " prints (a plain password is refused)"),
+    ("[strix]\n[auth]\nuser = me\n", "line 2: [auth] needs both user and password_hash"),
+    ("[strix]\n[auth]\npassword = x\n", "line 3: unknown option 'password' in [auth]"),
+])
+def test_auth_config_refuses_plain_passwords(tmp_path, text, expected):
+    path = tmp_path / "strix.cfg"
+    path.write_text(text)
+    with pytest.raises(strix.ConfigError) as error:
+        strix.read_config(str(path))
+    assert expected in str(error.value)
+
+
+def login_app(media, password_hash):
+    media.add_event("Camera1", day(1), "10-00-00", video=b"not really a video")
+    media.config.user, media.config.password_hash = "me", password_hash
+    return media.app()[0]
+
+
+def test_login_guards_every_route(media, password_hash):
+    app = login_app(media, password_hash)
+    event = f"Camera1/{day(1)}/10-00-00"
+    urls = ["/", "/camera/Camera1", f"/event/{event}", "/api/cameras/list",
+            "/api/events/Camera1", f"/motion/{event}/video.m4v", f"/motion/{event}/thumbnail.jpg",
+            f"/motion/{event}/", "/static/style.css", "/api/token"]
+    for url in urls:
+        refused = app.get(url, status=401)
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="strix", charset="UTF-8"'
+        assert app.get(url, headers=basic("me", "wrong"), status=401)
+        assert app.get(url, headers=basic("me", "correct horse")).status_int == 200, url
+    assert app.post(f"/api/event/{event}/keep", status=401)
+    part = app.get(f"/motion/{event}/video.m4v", status=206,
+                   headers=dict(basic("me", "correct horse"), Range="bytes=0-2"))
+    assert part.body == b"not"
+
+
+def test_failed_logins_are_logged_and_limited_per_address(media, password_hash):
+    app = login_app(media, password_hash)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(11):
+            app.get("/", headers=basic("me", "guess"), status=401,
+                    extra_environ={"REMOTE_ADDR": "192.0.2.7"})
+        refused = app.get("/", headers=basic("me", "correct horse"), status=429,
+                          extra_environ={"REMOTE_ADDR": "192.0.2.7"})
+        app.get("/", headers=basic("me", "correct horse"),
+                extra_environ={"REMOTE_ADDR": "192.0.2.8", "HTTP_X_FORWARDED_FOR": "192.0.2.7"})
+    assert refused.headers["Retry-After"] == "60"
+    failures = [entry for entry in logs if entry["event"] == "login failed"]
+    assert len(failures) == 11 and failures[0]["client"] == "192.0.2.7"
+    assert failures[-1]["blocked"] and not failures[0]["blocked"]
+    app.get("/", headers={"Authorization": "Basic %%%\xff"}, status=401)
+    assert app.get("/api/cameras/list", status=401).json == {"error": "log in to see the cameras"}
+
+
+def test_security_headers_on_every_response(media):
+    media.add_event("Camera1", day(1), "10-00-00")
+    app, _ = media.app()
+    for url, status in (("/", 200), ("/api/events/Camera1", 200), ("/nowhere", 404),
+                        (f"/motion/Camera1/{day(1)}/10-00-00/thumbnail.jpg", 200),
+                        ("/api/events/Camera9", 404), ("/static/style.css", 200)):
+        headers = app.get(url, status=status, headers={"Host": "cams.lan:8000"}).headers
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "same-origin"
+        assert headers["X-Frame-Options"] == "DENY"
+        policy = headers["Content-Security-Policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert "img-src 'self' cams.lan:8081 cams.lan:8082;" in policy, policy
+
+
+def test_hostile_headers_get_a_4xx_never_a_500(media):
+    media.add_event("Camera1", day(1), "10-00-00", video=b"0123456789")
+    app, _ = media.app()
+    event = f"/api/event/Camera1/{day(1)}/10-00-00/keep"
+    for headers in ({"Origin": "http://\xff\xfe"}, {"Referer": "\xff"},
+                    {"X-Strix-Token": "\xff" * 4000}, {"Cookie": "strix_session=\xff;;=;"},
+                    {"Origin": "null"}, {"Content-Type": "application/x-www-form-urlencoded"}):
+        assert app.post(event, "token=\xff&token=x" * 100, headers=headers,
+                        expect_errors=True).status_int == 403
+    assert app.post(event, b"\0" * 2**20, expect_errors=True).status_int == 413
+    video = f"/motion/Camera1/{day(1)}/10-00-00/video.m4v"
+    for value in ("bytes=\xff", "bytes=9-2", "bytes=-", "bytes=99999999999999999999-",
+                  "lines=1-2", "bytes=" + "1-2," * 2000):
+        assert app.get(video, headers={"Range": value}, expect_errors=True).status_int \
+            in (200, 206, 416)
+    for name in ("If-Modified-Since", "Host", "Accept-Encoding"):
+        assert app.get("/", headers={name: "\xff" * 100}, expect_errors=True).status_int < 500
