@@ -1222,3 +1222,26 @@ def test_hostile_headers_get_a_4xx_never_a_500(media):
             in (200, 206, 416)
     for name in ("If-Modified-Since", "Host", "Accept-Encoding"):
         assert app.get("/", headers={name: "\xff" * 100}, expect_errors=True).status_int < 500
+
+
+def test_hostile_urls_get_a_4xx_never_a_500(media):
+    media.add_event("Camera1", day(1), "10-00-00")
+    app, _ = media.app()
+    hostile = ["..", "%2e%2e", "..%2f..%2fetc%2fpasswd", "%2f", "a//b", "%00", "a%00b",
+               "x" * 4096, "%ff%fe", "%c0%ae%c0%ae", "<script>", "'\"", "Camera1%2f..",
+               f"Camera1/{day(1)}/10-00-00/..", f"Camera1/{day(1)}/..%2f..%2f.."]
+    prefixes = ["/", "/camera/", "/event/Camera1/", f"/event/Camera1/{day(1)}/", "/strip/",
+                "/api/events/", "/api/event/Camera1/", "/motion/", "/motion/Camera1/",
+                "/static/", "/api/cameras/list/"]
+    for prefix in prefixes:
+        for part in hostile:
+            status = app.get(prefix + part, expect_errors=True).status_int
+            assert status < 500 and (status >= 400 or prefix == "/"), (prefix + part, status)
+    queries = ["limit=-1", "limit=1e9", "offset=99999999999", "start=2026-02-30%2000:00:00",
+               "end=%ff", "start=" + "9" * 4000, "limit=5&limit=x", "Camera1=-5",
+               "Camera1=99999999999999999999", "debug=%00", "from=2026-99-99"]
+    for url in ("/", "/camera/Camera1", f"/event/Camera1/{day(1)}/10-00-00",
+                "/api/events/Camera1", "/strip/Camera1"):
+        for query in queries:
+            status = app.get(f"{url}?{query}", expect_errors=True).status_int
+            assert status in (200, 400), (url, query, status)
