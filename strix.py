@@ -31,6 +31,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,8 @@ QUEUE_RE = re.compile(r"(Camera\d+)_(\d{4}-\d{2}-\d{2})_(\d{1,9})\Z")
 
 #: Event flags, one byte per event in the cache.
 HAS_VIDEO, HAS_DEBUG, HAS_THUMBNAIL, SAVED = 1, 2, 4, 8
+#: Space expiry frees this many percent (of the disk, or of max_media_gb) beyond the limit.
+SPACE_MARGIN_PERCENT = 2
 #: The highest .N suffix an event folder may carry (it is stored in one byte).
 MAX_SEQUENCE = 255
 #: The folders strix keeps under BASE beside the cameras.
@@ -99,6 +102,16 @@ def _integer(low, high=None):
             raise ValueError
         return number
     parse.expects = f"a whole number from {low}" + (f" to {high}" if high is not None else " up")
+    return parse
+
+
+def _decimal(low, high):
+    def parse(value):
+        number = float(value)
+        if not low <= number <= high:  # also refuses nan
+            raise ValueError
+        return number
+    parse.expects = f"a number from {low} to {high}"
     return parse
 
 
@@ -144,6 +157,10 @@ OPTIONS = {
     "log_level": ("info", _choice("debug", "info", "warning", "error")),
     "video_codec": ("libx264 -preset veryfast", _encoder),
     "stream_url": ("//{host}:{port}/", _stream_url),
+    "min_free_percent": ("10", _decimal(0, 90)),
+    "max_media_gb": ("0", _decimal(0, 10**6)),
+    "log_max_mb": ("5", _decimal(0.1, 10**4)),
+    "log_backups": ("3", _integer(1, 100)),
     "threads": ("8", _integer(2, 256)),
     "connection_limit": ("500", _integer(10, 10000)),
     "channel_timeout": ("30", _integer(5, 3600)),
@@ -484,6 +501,19 @@ def read_event(event_dir, start_second):
     return max(length, 0), flags
 
 
+def event_size(event_dir):
+    """Bytes of an event folder's files, its debug folder's included (symlinks not
+    followed)."""
+    total = 0
+    with os.scandir(event_dir) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+            elif entry.name == "debug" and entry.is_dir(follow_symlinks=False):
+                total += event_size(entry.path)
+    return total
+
+
 class Event(collections.namedtuple("Event", "camera date name start length flags")):
     """One event as queries return it; `start` in local wall-clock seconds."""
 
@@ -505,19 +535,23 @@ class Event(collections.namedtuple("Event", "camera date name start length flags
 
 class Day:
     """One camera-day's events in start order, as parallel arrays: 100,000 events take a
-    few MB instead of the hundreds a dict per event would."""
+    few MB instead of the hundreds a dict per event would. `sizes` holds each event's
+    bytes on disk (-1: not measured yet), `bytes` their running total."""
 
-    __slots__ = ("date", "midnight", "keys", "lengths", "flags", "mtime", "pending")
+    __slots__ = ("date", "midnight", "keys", "lengths", "flags", "sizes", "bytes", "mtime",
+                 "pending")
 
-    def __init__(self, date, mtime=0, keys=(), lengths=(), flags=(), pending=()):
+    def __init__(self, date, mtime=0, keys=(), lengths=(), flags=(), sizes=None, pending=()):
         self.date, self.midnight, self.mtime = sys.intern(date), midnight(date), mtime
         self.keys, self.lengths = array.array("q", keys), array.array("l", lengths)
         self.flags, self.pending = array.array("B", flags), list(pending)
+        self.sizes = array.array("q", [-1] * len(self.keys) if sizes is None else sizes)
+        self.bytes = sum(self.sizes) + self.sizes.count(-1)
 
     @classmethod
     def from_rows(cls, date, mtime, rows, pending=()):
-        """A Day from (key, length, flags) rows in any order."""
-        columns = list(zip(*sorted(rows))) or [(), (), ()]
+        """A Day from (key, length, flags, size) rows in any order."""
+        columns = list(zip(*sorted(rows))) or [(), (), (), ()]
         return cls(date, mtime, *columns, pending)
 
     @classmethod
@@ -525,16 +559,17 @@ class Day:
         """A Day from an index file's JSON; ValueError, TypeError or OverflowError when its
         values have the wrong types, ranges or order."""
         day = cls(date, index["mtime"], index["keys"], index["lengths"], index["flags"],
-                  [name for name in index["pending"] if NUMBER_RE.match(name)])
+                  index["sizes"], [name for name in index["pending"] if NUMBER_RE.match(name)])
         keys = day.keys
-        if not len(keys) == len(day.lengths) == len(day.flags) or keys and (
+        if not len(keys) == len(day.lengths) == len(day.flags) == len(day.sizes) or keys and (
                 keys[0] < 0 or keys[-1] >= 86400 << 8 or min(day.lengths) < 0
-                or not all(map(operator.lt, keys, keys[1:]))):
+                or min(day.sizes) < -1 or not all(map(operator.lt, keys, keys[1:]))):
             raise ValueError("event columns out of range or order")
         return day
 
     def copy(self):
-        return Day(self.date, self.mtime, self.keys, self.lengths, self.flags, self.pending)
+        return Day(self.date, self.mtime, self.keys, self.lengths, self.flags, self.sizes,
+                   self.pending)
 
     def __len__(self):
         return len(self.keys)
@@ -543,18 +578,24 @@ class Day:
         index = bisect.bisect_left(self.keys, key)
         return index if index < len(self.keys) and self.keys[index] == key else None
 
-    def put(self, key, length, flags):
+    def put(self, key, length, flags, size):
         index = self.find(key)
         if index is None:
             index = bisect.bisect_left(self.keys, key)
             self.keys.insert(index, key)
             self.lengths.insert(index, length)
             self.flags.insert(index, flags)
-        else:
-            self.lengths[index], self.flags[index] = length, flags
+            self.sizes.insert(index, -1)
+        self.lengths[index], self.flags[index] = length, flags
+        self.set_size(index, size)
+
+    def set_size(self, index, size):
+        self.bytes += max(size, 0) - max(self.sizes[index], 0)
+        self.sizes[index] = size
 
     def drop(self, index):
-        del self.keys[index], self.lengths[index], self.flags[index]
+        self.set_size(index, -1)
+        del self.keys[index], self.lengths[index], self.flags[index], self.sizes[index]
 
     def event(self, camera, index):
         key = self.keys[index]
@@ -565,7 +606,7 @@ class Day:
         """The Day as an index file's JSON values (see EventCache._load_day)."""
         return {"mtime": self.mtime, "keys": self.keys.tolist(),
                 "lengths": self.lengths.tolist(), "flags": self.flags.tolist(),
-                "pending": self.pending}
+                "sizes": self.sizes.tolist(), "pending": self.pending}
 
 
 #: "HH:MM", "hh:MM" (12-hour clock) and "HH-MM" for each minute of a day, and ":SS" and
@@ -625,9 +666,13 @@ class EventCache:
     `disk_lock` serialises the changes that touch disk and memory together.
     """
 
-    def __init__(self, base, camera_ids, keep_days=45, check_minutes=60):
+    def __init__(self, base, camera_ids, keep_days=45, check_minutes=60, min_free_percent=0,
+                 max_media_gb=0):
         self.base, self.real_base = base, os.path.realpath(base)
         self.keep_days, self.check_seconds = keep_days, check_minutes * 60
+        self.min_free_percent, self.max_media_bytes = min_free_percent, max_media_gb * 2**30
+        self.deleting = []  # (background delete process, bytes it deletes)
+        self.space_warning, self.next_space_warning = None, 0
         self.lock, self.disk_lock = threading.Lock(), threading.RLock()
         self.days = {camera: {} for camera in camera_ids}
         self.dates = {camera: [] for camera in camera_ids}
@@ -709,7 +754,7 @@ class EventCache:
                 key = event_key(entry.name)
                 if key is not None:
                     try:
-                        events.append((key, *read_event(entry.path, key >> 8)))
+                        events.append((key, *read_event(entry.path, key >> 8), -1))
                     except OSError:  # deleted meanwhile
                         continue
                 elif NUMBER_RE.match(entry.name):
@@ -739,6 +784,43 @@ class EventCache:
         with self.lock:
             return [(camera, date, number) for camera, days in self.days.items()
                     for date, day in days.items() for number in day.pending]
+
+    def media_bytes(self, camera=None):
+        """Bytes of every event (of `camera`) on disk, as far as they are measured."""
+        with self.lock:
+            return sum(day.bytes for cam in ([camera] if camera else self.days)
+                       for day in self.days[cam].values())
+
+    def measure_sizes(self):
+        """Measure the events whose size is not known (a cold start leaves them so, to be
+        quick), newest days first, and keep the sizes in the index files."""
+        with self.lock:
+            todo = sorted(((date, camera) for camera in self.days
+                           for date in self.dates[camera]), reverse=True)
+        for date, camera in todo:
+            with self.lock:
+                day = self.days[camera].get(date)
+                unknown = [key for key, size in zip(day.keys, day.sizes) if size < 0] \
+                    if day else []
+            sizes = {}
+            for key in unknown:
+                try:
+                    sizes[key] = event_size(os.path.join(self.base, camera, date,
+                                                         event_name(key)))
+                except OSError:
+                    continue
+            if not sizes:
+                continue
+            with self.disk_lock:
+                with self.lock:
+                    day = self.days[camera].get(date)
+                    for key, size in sizes.items():
+                        index = day.find(key) if day else None
+                        if index is not None and day.sizes[index] < 0:
+                            day.set_size(index, size)
+                    snapshot = day and day.copy()
+                if snapshot:
+                    self._write_index(camera, snapshot)
 
     def refresh(self):
         """Re-read every day folder whose mtime changed behind strix's back (a folder
@@ -770,19 +852,22 @@ class EventCache:
 
     def set(self, camera, date, name, numbered_in=None):
         """Store (or update) one processed event from its folder on disk, write its day's
-        index file, and expire old events when check_minutes have passed. `numbered_in` is
+        index file, and expire events when check_minutes have passed or the disk is too
+        full. `numbered_in` is
         the day folder it was processed in, when that is not the day it started."""
         key = event_key(name)
         with self.disk_lock:
             day_dir = os.path.join(self.base, camera, date)
-            length, flags = read_event(os.path.join(day_dir, name), key >> 8)
+            event_dir = os.path.join(day_dir, name)
+            length, flags = read_event(event_dir, key >> 8)
+            size = event_size(event_dir)
             with self.lock:
                 day = self.days[camera].get(date) or Day(date)
-                day.put(key, length, flags)
+                day.put(key, length, flags, size)
                 self._store_day(camera, day)
             for changed in {date, numbered_in or date}:
                 self._sync_day(camera, changed)
-        if time.monotonic() >= self.next_expiry:
+        if time.monotonic() >= self.next_expiry or self.space_needed() > 0:
             self.expire()
 
     def _sync_day(self, camera, date):
@@ -812,58 +897,133 @@ class EventCache:
         return True
 
     def delete(self, camera, date, name):
-        """Delete one event through the delete queue; False when it is unknown."""
+        """Delete one event (kept or not) through the delete queue; False when unknown."""
         with self.disk_lock:
-            with self.lock:
-                day = self.days[camera].get(date)
-                index = day.find(event_key(name)) if day else None
-                if index is None:
-                    return False
-                day.drop(index)
-            self._move_to_delete_queue([(camera, date, name)], keep_saved=False)
-            self._sync_day(camera, date)
+            if self.get(camera, date, name) is None:
+                return False
+            self._remove([(camera, date, name)], keep_saved=False)
         return True
 
     def expire(self):
-        """Remove events older than keep_days (never a saved one): out of the cache at once,
-        their folders renamed into the delete queue and deleted by a background process."""
+        """Remove the events older than keep_days; then, while the disk has less than
+        min_free_percent free or the media take more than max_media_gb, the oldest events
+        of all cameras. Never a kept one. They leave the cache at once; their folders are
+        renamed into the delete queue and deleted by a background process."""
         self.next_expiry = time.monotonic() + self.check_seconds
-        if not self.keep_days:
-            return
         started = time.monotonic()
-        cutoff = local_now() - self.keep_days * 86400
-        cutoff_date = time.strftime("%Y-%m-%d", time.gmtime(cutoff))
-        expired = []
         with self.disk_lock:
-            for camera in self.days:
-                with self.lock:
-                    old_dates = self.dates[camera][:bisect.bisect_right(self.dates[camera],
-                                                                        cutoff_date)]
-                for date in old_dates:
-                    with self.lock:  # one day at a time keeps the lock short
-                        day = self.days[camera][date]
-                        rows = list(zip(day.keys, day.lengths, day.flags))
-                        keep = [row for row in rows if row[2] & SAVED
-                                or day.midnight + (row[0] >> 8) >= cutoff]
-                        if len(keep) < len(rows):
-                            self._store_day(camera, Day.from_rows(date, day.mtime, keep,
-                                                                  day.pending))
-                    kept = set(keep)
-                    expired += [(camera, date, event_name(row[0])) for row in rows
-                                if row not in kept]
-            moved = self._move_to_delete_queue(expired)
-            for camera, date in sorted({(camera, date) for camera, date, _ in expired}):
-                self._sync_day(camera, date)
-                if self.days[camera].get(date) is None:
-                    self._remove_empty_day(camera, date)
-        self.last_expiry = {"time": format_time(local_now()), "events": len(expired),
-                            "folders": moved, "seconds": round(time.monotonic() - started, 3)}
-        if expired:
+            too_old = self._older_than(local_now() - self.keep_days * 86400) \
+                if self.keep_days else []
+            moved = self._remove(too_old)
+            needed = self.space_needed()
+            for_space = self._oldest(needed) if needed > 0 else []
+            moved += self._remove(for_space)
+        if needed > 0 and self.space_needed() > 0:
+            self.space_warning = ("the disk is too full and only kept events are left to"
+                                  " delete: delete some kept events or raise the limits")
+            if time.monotonic() >= self.next_space_warning:
+                self.next_space_warning = time.monotonic() + 3600
+                log.warning("no space to free", reason=self.space_warning,
+                            bytes_needed=self.space_needed())
+        else:
+            self.space_warning = None
+        self.last_expiry = {"time": format_time(local_now()), "events": len(too_old)
+                            + len(for_space), "for_space": len(for_space), "folders": moved,
+                            "seconds": round(time.monotonic() - started, 3)}
+        if too_old or for_space:
             log.info("expired", **self.last_expiry)
 
-    def _move_to_delete_queue(self, events, keep_saved=True):
+    def space_needed(self):
+        """Bytes to delete so that the disk has min_free_percent free and the media fit in
+        max_media_gb, each with a margin; 0 when both hold. Cheap: statvfs and the
+        running totals, never a walk of the folders."""
+        needed = 0
+        if self.min_free_percent:
+            disk = os.statvfs(self.base)
+            size = disk.f_blocks * disk.f_frsize
+            free = disk.f_bavail * disk.f_frsize + self.deleting_bytes()
+            if free < size * self.min_free_percent / 100:
+                needed = size * (self.min_free_percent + SPACE_MARGIN_PERCENT) / 100 - free
+        media = self.media_bytes()
+        if self.max_media_bytes and media > self.max_media_bytes:
+            needed = max(needed, media - self.max_media_bytes * (1 - SPACE_MARGIN_PERCENT / 100))
+        return int(needed)
+
+    def deleting_bytes(self):
+        """Bytes in the delete queue that background processes have yet to delete."""
+        self.deleting = [(process, size) for process, size in self.deleting
+                         if process.is_alive()]
+        return sum(size for _, size in self.deleting)
+
+    def _older_than(self, cutoff):
+        """[(camera, date, name)] of the events that are not kept and started before cutoff."""
+        cutoff_date = time.strftime("%Y-%m-%d", time.gmtime(cutoff))
+        found = []
+        for camera in self.days:
+            with self.lock:
+                old_dates = self.dates[camera][:bisect.bisect_right(self.dates[camera],
+                                                                    cutoff_date)]
+            for date in old_dates:
+                with self.lock:  # one day at a time keeps the lock short
+                    day = self.days[camera].get(date)
+                    last = bisect.bisect_left(day.keys, (cutoff - day.midnight) << 8) \
+                        if day else 0
+                    found += [(camera, date, event_name(day.keys[index]))
+                              for index in range(last) if not day.flags[index] & SAVED]
+        return found
+
+    def _oldest(self, needed):
+        """[(camera, date, name)] of the oldest events of all cameras, not kept, whose
+        sizes add up to `needed` bytes (or all there are)."""
+        with self.lock:
+            dates = sorted((date, camera) for camera in self.days for date in self.dates[camera])
+        found, total = [], 0
+        for date, camera in dates:
+            with self.lock:
+                day = self.days[camera].get(date)
+                rows = [(key, size) for key, flags, size in
+                        zip(day.keys, day.flags, day.sizes) if not flags & SAVED] if day else []
+            for key, size in rows:
+                name = event_name(key)
+                if size < 0:
+                    try:
+                        size = event_size(os.path.join(self.base, camera, date, name))
+                    except OSError:
+                        size = 0
+                found.append((camera, date, name))
+                total += size
+                if total >= needed:
+                    return found
+        return found
+
+    def _remove(self, events, keep_saved=True):
+        """Take events [(camera, date, name)] out of the cache, rename their folders into
+        the delete queue and rewrite their days' index files; day folders left empty are
+        removed. Returns how many folders were moved."""
+        by_day = collections.defaultdict(set)
+        for camera, date, name in events:
+            by_day[camera, date].add(event_key(name))
+        freed = 0
+        for (camera, date), keys in by_day.items():
+            with self.lock:  # one day at a time keeps the lock short
+                day = self.days[camera].get(date)
+                if day is None:
+                    continue
+                rows = list(zip(day.keys, day.lengths, day.flags, day.sizes))
+                freed += sum(max(row[3], 0) for row in rows if row[0] in keys)
+                self._store_day(camera, Day.from_rows(
+                    date, day.mtime, [row for row in rows if row[0] not in keys], day.pending))
+        moved = self._move_to_delete_queue(events, keep_saved, freed)
+        for camera, date in sorted(by_day):
+            self._sync_day(camera, date)
+            if self.days[camera].get(date) is None:
+                self._remove_empty_day(camera, date)
+        return moved
+
+    def _move_to_delete_queue(self, events, keep_saved, size):
         """Rename event folders into BASE/delete_queue/<tmp>/CameraN/DATE/ and delete that in
-        the background. With keep_saved, a folder kept (.saved) on disk goes back in the cache."""
+        the background (`size`: its bytes). With keep_saved, a folder found kept (.saved)
+        on disk goes back in the cache instead."""
         if not events:
             return 0
         batch = tempfile.mkdtemp(dir=os.path.join(self.base, DELETE_DIR))
@@ -880,7 +1040,7 @@ class EventCache:
             os.makedirs(target, exist_ok=True)
             os.rename(event_dir, os.path.join(target, name))
             moved += 1
-        delete_in_background(batch)
+        self.deleting.append((delete_in_background(batch), size))
         return moved
 
     def _remove_empty_day(self, camera, date):
@@ -973,6 +1133,23 @@ class EventCache:
         with self.lock:
             return sum(len(day) for cam in ([camera] if camera else self.days)
                        for day in self.days[cam].values())
+
+    def count_since(self, camera, start):
+        """How many events of `camera` started at `start` or later."""
+        start_date = time.strftime("%Y-%m-%d", time.gmtime(start))
+        with self.lock:
+            dates, days = self.dates[camera], self.days[camera]
+            return sum(len(days[date]) - bisect.bisect_left(
+                days[date].keys, max(0, start - days[date].midnight) << 8)
+                for date in dates[bisect.bisect_left(dates, start_date):])
+
+    def ends(self, camera):
+        """The oldest and the newest event of `camera` (None, None without events)."""
+        with self.lock:
+            days = [self.days[camera][date] for date in self.dates[camera]
+                    if len(self.days[camera][date])]
+            return (days[0].event(camera, 0), days[-1].event(camera, -1)) if days else \
+                (None, None)
 
     def day_counts(self, camera):
         """[(date, events)] of every day of `camera` that has events, newest first."""
@@ -1263,6 +1440,28 @@ class Processor:
             return None
         return match.groups()
 
+    def entries(self):
+        """The queue's entries and their ages in seconds."""
+        queue_dir, now, ages = os.path.join(self.base, QUEUE_DIR), time.time(), {}
+        for entry in os.listdir(queue_dir):
+            try:
+                ages[entry] = now - os.lstat(os.path.join(queue_dir, entry)).st_mtime
+            except OSError:
+                continue
+        return ages
+
+    def oldest_entry_age(self):
+        return max(self.entries().values(), default=None)
+
+    def state(self):
+        """The queue for the status page: entries waiting, events running, recent failures."""
+        with self.lock:
+            running = sorted(f"{camera}_{date}_{number}" for camera, date, number
+                             in self.running)
+        return {"waiting": sorted(set(self.entries()) - set(running)), "running": running,
+                "failed": [dict(failure, time=format_time(failure["time"]))
+                           for failure in self.failed]}
+
     def submit(self, camera, date, number, entry=None):
         """Process an event in the pool, unless it is being processed already."""
         with self.lock:
@@ -1300,8 +1499,9 @@ class Processor:
                             folder=f"{event_date}/{name}", problems=problems)
                 self.failed.append({"camera": camera, "event": f"{event_date}/{name}",
                                     "reason": "; ".join(problems), "time": local_now()})
+            frames = len(frame_names(os.path.join(self.base, camera, event_date, name)))
             log.info("event processed", camera=camera, folder=f"{event_date}/{name}",
-                     number=number, seconds=seconds)
+                     number=number, frames=frames, seconds=seconds)
         except Exception as error:
             log.error("event processing failed, its frames are kept", camera=camera, date=date,
                       number=number, error=str(error))
@@ -1312,6 +1512,81 @@ class Processor:
                 self.remove_entry(entry)
             with self.lock:
                 self.running.discard((camera, date, number))
+
+
+# Status ######################################################################
+
+#: A queue entry older than this many seconds means processing is stuck.
+STUCK_SECONDS = 600
+#: How often the cameras' stream ports are tried, and how long each try may take.
+STREAM_CHECK_SECONDS, STREAM_TIMEOUT = 60, 1
+
+
+class StreamWatch:
+    """Tries each camera's stream port on this box once a minute, in a background thread,
+    so the status page tells which live views answer without a request waiting on it."""
+
+    def __init__(self, cameras):
+        self.cameras, self.answers = cameras, {}
+
+    def start(self):
+        threading.Thread(target=self.run, name="streams", daemon=True).start()
+
+    def run(self):  # pragma: no cover - the loop around check(), run by the server
+        while True:
+            self.check()
+            time.sleep(STREAM_CHECK_SECONDS)
+
+    def check(self):
+        for camera in self.cameras:
+            try:
+                socket.create_connection(("127.0.0.1", camera.stream_port),
+                                         STREAM_TIMEOUT).close()
+                answers = True
+            except OSError:
+                answers = False
+            self.answers[camera.id] = {"answers": answers, "checked": format_time(local_now())}
+
+
+def health(cache, processor):
+    """Why strix is not well, as sentences; empty when it is."""
+    reasons = []
+    oldest = processor.oldest_entry_age()
+    if oldest is not None and oldest > STUCK_SECONDS:
+        reasons.append(f"processing is stuck: a queue entry waits for {oldest // 60:.0f}"
+                       " minutes")
+    if not os.access(cache.base, os.W_OK | os.X_OK):
+        reasons.append(f"strix cannot write to the media folder {cache.base}")
+    if cache.space_warning:
+        reasons.append(cache.space_warning)
+    return reasons
+
+
+def status(motion, cache, processor, streams, started):
+    """Everything the status page shows, as JSON values."""
+    disk = os.statvfs(cache.base)
+    size, free = disk.f_blocks * disk.f_frsize, disk.f_bavail * disk.f_frsize
+    now = local_now()
+    cameras = []
+    for camera in motion.cameras:
+        oldest, newest = cache.ends(camera.id)
+        cameras.append({"id": camera.id, "name": camera.name, "events": cache.count(camera.id),
+                        "bytes": cache.media_bytes(camera.id),
+                        "oldest": oldest and format_time(oldest.start),
+                        "newest": newest and format_time(newest.start),
+                        "last_hour": cache.count_since(camera.id, now - 3600),
+                        "last_day": cache.count_since(camera.id, now - 86400),
+                        "stream_port": camera.stream_port,
+                        "stream": streams.answers.get(camera.id)})
+    reasons = health(cache, processor)
+    return {"version": __version__, "uptime_seconds": round(time.monotonic() - started),
+            "base": cache.base, "disk": {"total": size, "used": size - disk.f_bfree
+                                         * disk.f_frsize, "free": free},
+            "min_free_percent": cache.min_free_percent, "max_media_bytes":
+            cache.max_media_bytes, "media_bytes": cache.media_bytes(), "cameras": cameras,
+            "queue": processor.state(), "last_expiry": cache.last_expiry,
+            "health": {"ok": not reasons, "reasons": reasons},
+            "problems": list(reversed(RECENT_PROBLEMS))}
 
 
 # Login #######################################################################
@@ -1526,6 +1801,15 @@ class Sessions:
                                         " reload it and try again")
 
 
+def human_size(size):
+    """Bytes as people read them: 512 B, 3.4 MB, 12.0 GB."""
+    for unit in ("B", "KB", "MB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
 def event_page_url(event):
     return f"/event/{event.camera}/{event.date}/{event.name}"
 
@@ -1568,8 +1852,12 @@ def deleted_title(text):
         return None
 
 
-def make_app(config, motion, cache, processor=None):
-    """The Bottle app serving the pages, the JSON API and the media of one media folder."""
+def make_app(config, motion, cache, processor=None, streams=None):
+    """The Bottle app serving the pages, the JSON API and the media of one media folder;
+    `processor` and `streams` (the queue watcher and the stream checker) feed the status."""
+    started = time.monotonic()
+    processor = processor or Processor(config, motion, cache)
+    streams = streams or StreamWatch(motion.cameras)
     app = bottle.Bottle()
     if config.user:
         app.install(Login(config.user, config.password_hash))
@@ -1617,7 +1905,8 @@ def make_app(config, motion, cache, processor=None):
                                cameras=motion.cameras, event_page_url=event_page_url,
                                clock=clock, short_time=short_time, duration=duration,
                                day_title=day_title, event_title=event_title,
-                               HAS_VIDEO=HAS_VIDEO, HAS_THUMBNAIL=HAS_THUMBNAIL, **values)
+                               HAS_VIDEO=HAS_VIDEO, HAS_THUMBNAIL=HAS_THUMBNAIL,
+                               healthy=not health(cache, processor), **values)
 
     def known_camera(camera_id):
         camera = motion.camera_ids.get(camera_id)
@@ -1779,6 +2068,24 @@ def make_app(config, motion, cache, processor=None):
     def delete_from_api(camera_id, date, name):
         return {"deleted": change(camera_id, date, name, "delete").json()}
 
+    # Status
+
+    @app.get("/status")
+    def status_page():
+        return render("status", status=status(motion, cache, processor, streams, started),
+                      size=human_size)
+
+    @app.get("/api/status")
+    def status_api():
+        return status(motion, cache, processor, streams, started)
+
+    @app.get("/api/health")
+    def health_api():
+        """200 {"ok": true} while strix serves and processes; 503 with the reasons if not."""
+        reasons = health(cache, processor)
+        bottle.response.status = 503 if reasons else 200
+        return {"ok": not reasons, **({"reasons": reasons} if reasons else {})}
+
     # Files
 
     @app.get("/motion/<path:path>")
@@ -1808,15 +2115,24 @@ def make_app(config, motion, cache, processor=None):
 
 # Logging #####################################################################
 
-#: Size and number of rotated log files when strix.cfg's `log` names a file.
-LOG_MAX_BYTES, LOG_BACKUPS = 5 * 2**20, 3
+#: The latest warnings and errors, for the status page.
+RECENT_PROBLEMS = collections.deque(maxlen=20)
 
 
-def setup_logging(target="-", level=logging.INFO):
+def remember_problems(logger, method, event):
+    """structlog processor: keep warnings and errors for the status page."""
+    if method in ("warning", "error", "critical"):
+        RECENT_PROBLEMS.append(dict(event))
+    return event
+
+
+def setup_logging(config):
     """structlog JSON lines on stderr (journald keeps them) or in a rotated file."""
-    handler = (logging.StreamHandler(sys.stderr) if target == "-" else
-               logging.handlers.RotatingFileHandler(target, maxBytes=LOG_MAX_BYTES,
-                                                    backupCount=LOG_BACKUPS))
+    level = getattr(logging, config.log_level.upper())
+    handler = (logging.StreamHandler(sys.stderr) if config.log == "-" else
+               logging.handlers.RotatingFileHandler(
+                   config.log, maxBytes=int(config.log_max_mb * 2**20),
+                   backupCount=config.log_backups))
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("strix")
     logger.handlers[:] = [handler]
@@ -1825,11 +2141,10 @@ def setup_logging(target="-", level=logging.INFO):
     structlog.configure(
         processors=[structlog.processors.add_log_level,
                     structlog.processors.TimeStamper(fmt="iso"),
-                    structlog.processors.format_exc_info,
+                    structlog.processors.format_exc_info, remember_problems,
                     structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        cache_logger_on_first_use=True)
+        logger_factory=structlog.stdlib.LoggerFactory())
 
 
 # Demo ########################################################################
@@ -1947,14 +2262,20 @@ def read_new_password():
 def serve(config, motion):  # pragma: no cover - runs the server until stopped
     """Preload the cache, start processing and serve until stopped."""
     import waitress
-    cache = EventCache(motion.base, motion.camera_ids, config.keep_days, config.check_minutes)
-    processor = Processor(config, motion, cache)
-    threading.Thread(target=cache.preload, name="preload", daemon=True).start()
+    cache = EventCache(motion.base, motion.camera_ids, config.keep_days, config.check_minutes,
+                       config.min_free_percent, config.max_media_gb)
+    processor, streams = Processor(config, motion, cache), StreamWatch(motion.cameras)
+
+    def load():
+        cache.preload()
+        cache.measure_sizes()
+    threading.Thread(target=load, name="preload", daemon=True).start()
     processor.start()
+    streams.start()
     log.info("strix started", version=__version__, config=config.path, base=motion.base,
              cameras=[camera.id for camera in motion.cameras], url=f"http://{config.host}:"
              f"{config.port}/")
-    waitress.serve(make_app(config, motion, cache, processor), host=config.host,
+    waitress.serve(make_app(config, motion, cache, processor, streams), host=config.host,
                    port=config.port, threads=config.threads, ident="strix", _quiet=True,
                    connection_limit=config.connection_limit,
                    channel_timeout=config.channel_timeout)
@@ -2000,7 +2321,7 @@ def main(argv=None):  # pragma: no cover - the shell around read_config, check a
     if problems:
         print("\n".join(problems + ["(strix --check lists these too)"]), file=sys.stderr)
         return 2
-    setup_logging(config.log, getattr(logging, config.log_level.upper()))
+    setup_logging(config)
     if args.demo:
         print(f"strix demo: open http://{config.host}:{config.port}/ (media in {motion.base})")
     try:

@@ -520,6 +520,7 @@ def server(tmp_path_factory):
     port = free_port()
     config = folder / "strix.cfg"
     config.write_text(f"[strix]\nmotion_config = motion.conf\nport = {port}\nkeep_days = 0\n"
+                      "min_free_percent = 0\n"
                       "log = strix.log\n")
     process = subprocess.Popen([sys.executable, os.path.join(HERE, "strix.py"), "-c",
                                 str(config)], cwd=folder)

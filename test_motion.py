@@ -547,7 +547,7 @@ class StrixProcess:
     def __enter__(self):
         with open(self.config, "w") as file:
             file.write(f"[strix]\nmotion_config = {self.setup.config}\n"
-                       f"host = 127.0.0.1\nport = {self.port}\n")
+                       f"host = 127.0.0.1\nport = {self.port}\nmin_free_percent = 0\n")
         check = subprocess.run([sys.executable, os.path.join(HERE, "strix.py"), "--check",
                                 "-c", self.config], capture_output=True, text=True, timeout=60)
         assert check.returncode == 0, f"strix --check refused motion.conf:\n{check.stdout}"

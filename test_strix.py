@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 import multiprocessing
 import os
 import random
@@ -132,7 +133,7 @@ def test_shipped_config_is_valid_and_documents_every_option():
     config = strix.read_config(os.path.join(HERE, "strix.cfg"))
     assert config.port == 8000
     text = open(os.path.join(HERE, "strix.cfg")).read()
-    for name in strix.OPTIONS:
+    for name in [*strix.OPTIONS, *strix.AUTH_OPTIONS]:
         assert f"\n{name} =" in text or f"\n# {name} =" in text, name
 
 
@@ -623,7 +624,10 @@ def test_processing_makes_videos_thumbnail_and_lists_the_event(media):
     write_motion_event(media.base / "Camera1" / day(1) / "07", 36000, 4, 5, size=(1600, 900),
                        busiest=13)
     queue(media, f"Camera1_{day(1)}_07")
-    process_queue(media, cache)
+    with structlog.testing.capture_logs() as logs:
+        process_queue(media, cache)
+    assert [(entry["camera"], entry["folder"], entry["frames"]) for entry in logs
+            if entry["event"] == "event processed"] == [("Camera1", f"{day(1)}/10-00-00", 20)]
     event_dir = media.base / "Camera1" / day(1) / "10-00-00"
     assert not (media.base / "Camera1" / day(1) / "07").exists()
     assert os.listdir(media.base / "queue") == []
@@ -987,7 +991,8 @@ def test_kill_9_at_any_moment_loses_nothing_but_expired_events(tmp_path):
     port = free_port()
     config = tmp_path / "strix.cfg"
     config.write_text(f"[strix]\nmotion_config = {media.motion_conf}\nport = {port}\n"
-                      f"keep_days = 5\njobs = 2\nlog = {tmp_path / 'strix.log'}\n")
+                      f"keep_days = 5\njobs = 2\nlog = {tmp_path / 'strix.log'}\n"
+                      "min_free_percent = 0\n")
     command = [sys.executable, os.path.join(HERE, "strix.py"), "-c", str(config)]
     for _ in range(8):
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -1036,6 +1041,7 @@ def start_strix(media, tmp_path, **options):
     port = free_port()
     config = tmp_path / "strix.cfg"
     config.write_text(f"[strix]\nmotion_config = {media.motion_conf}\nport = {port}\n"
+                      "min_free_percent = 0\n"
                       + "".join(f"{name} = {value}\n" for name, value in options.items()))
     process = subprocess.Popen([sys.executable, os.path.join(HERE, "strix.py"), "-c",
                                 str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -1245,3 +1251,144 @@ def test_hostile_urls_get_a_4xx_never_a_500(media):
         for query in queries:
             status = app.get(f"{url}?{query}", expect_errors=True).status_int
             assert status in (200, 400), (url, query, status)
+
+
+# Retention by disk space, status and health ##################################
+
+def sized_events(media):
+    """Eight events of about 100 kB over two cameras and four days; the oldest is kept.
+    Returns [(start, camera, date, name, bytes)] oldest first."""
+    events = []
+    for number in range(8):
+        camera, date = f"Camera{number % 2 + 1}", day(8 - number // 2)
+        name = f"{10 + number:02d}-00-00"
+        event_dir = media.add_event(camera, date, name, video=b"v" * 100_000,
+                                    saved=number == 0)
+        events.append((strix.midnight(date) + (10 + number) * 3600, camera, date, name,
+                       strix.event_size(event_dir)))
+    return sorted(events)
+
+
+def test_max_media_gb_removes_the_oldest_events_of_all_cameras(media):
+    events = sized_events(media)
+    limit = sum(size for *_, size in events) // 2
+    cache = media.cache(max_media_gb=limit / 2**30)
+    cache.measure_sizes()  # a cold start leaves sizes to this background pass
+    assert cache.media_bytes() == sum(size for *_, size in events)
+    cache.expire()
+    wait_for_deletes()
+    left, total = list(events), sum(size for *_, size in events)
+    for event in events[1:]:  # the oldest is kept
+        if total <= limit * 0.98:
+            break
+        left.remove(event)
+        total -= event[-1]
+    assert {(e.camera, e.date, e.name) for camera in ("Camera1", "Camera2")
+            for e in cache.query(camera, 0, strix.local_now(), 0, 0)} == \
+        {(camera, date, name) for _, camera, date, name, _ in left}
+    assert cache.media_bytes() == total
+    for _, camera, date, name, _ in events:
+        assert (media.base / camera / date / name).exists() == ((camera, date, name) in
+                                                               {e[1:4] for e in left})
+    assert cache.last_expiry["for_space"] == len(events) - len(left)
+    assert cache.space_warning is None
+    # storing a new event checks again at once, whatever check_minutes says
+    media.add_event("Camera1", day(0), "00-00-01", video=b"v" * 150_000)
+    cache.set("Camera1", day(0), "00-00-01")
+    assert cache.media_bytes() <= limit
+    assert cache.get("Camera1", day(0), "00-00-01") is not None
+    assert cache.get(*events[0][1:4]).saved
+
+
+def test_only_kept_events_left_is_a_warning_once_an_hour_and_unhealthy(media):
+    for number in range(3):
+        media.add_event("Camera1", day(1), f"1{number}-00-00", video=b"v" * 50_000, saved=True)
+    cache = media.cache(max_media_gb=10_000 / 2**30)
+    cache.measure_sizes()
+    with structlog.testing.capture_logs() as logs:
+        cache.expire()
+        cache.expire()
+    warnings = [entry for entry in logs if entry["event"] == "no space to free"]
+    assert len(warnings) == 1 and "only kept events are left" in warnings[0]["reason"]
+    assert cache.count() == 3
+    app = TestApp(strix.make_app(media.config, media.motion, cache))
+    reply = app.get("/api/health", status=503).json
+    assert reply["ok"] is False and "only kept events are left" in reply["reasons"][0]
+    assert app.get("/api/status").json["health"]["ok"] is False
+    page = app.get("/status")
+    assert "only kept events are left" in page.text
+    assert page.html.select_one("a.status-link.warn")["href"] == "/status"
+    assert app.get("/").html.select_one("a.status-link.warn")
+
+
+def test_min_free_percent_reads_the_real_filesystem(media):
+    events = sized_events(media)
+    cache = media.cache(min_free_percent=99.99)  # a disk can never be that empty
+    wait_for_deletes()
+    assert [(e.camera, e.date, e.name) for camera in ("Camera1", "Camera2")
+            for e in cache.query(camera, 0, strix.local_now(), 0, 0)] == [events[0][1:4]]
+    assert cache.space_warning
+    assert media.cache(min_free_percent=0).count() == 1
+
+
+def test_status_and_health_tell_what_strix_does(media, tmp_path):
+    events = sized_events(media)
+    media.add_event("Camera2", day(0), strix.event_name(
+        (strix.local_now() - 600) % 86400 << 8))
+    cache = media.cache(keep_days=5)
+    cache.measure_sizes()
+    expired = [event for event in events[1:] if event[0] < strix.local_now() - 5 * 86400]
+    processor = strix.Processor(media.config, media.motion, cache)
+    processor.failed.append({"camera": "Camera1", "event": "x/01", "reason": "ffmpeg failed",
+                             "time": strix.local_now()})
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    cameras = [media.motion.cameras[0]._replace(stream_port=listener.getsockname()[1]),
+               media.motion.cameras[1]._replace(stream_port=free_port())]
+    streams = strix.StreamWatch(cameras)
+    streams.check()
+    listener.close()
+    strix.remember_problems(None, "warning", {"event": "something odd", "what": "<b>"})
+    app = TestApp(strix.make_app(media.config, media.motion, cache, processor, streams))
+    status = app.get("/api/status").json
+    assert status["version"] == strix.__version__ and status["base"] == str(media.base)
+    assert status["disk"]["total"] >= status["disk"]["used"] > 0
+    camera1, camera2 = status["cameras"]
+    assert camera1["events"] + camera2["events"] == 9 - len(expired)
+    assert camera1["bytes"] > 0 and camera2["oldest"] < camera2["newest"]
+    assert (camera2["last_hour"], camera2["last_day"]) == (1, 1)
+    assert camera1["stream"]["answers"] and not camera2["stream"]["answers"]
+    assert status["queue"] == {"waiting": [], "running": [], "failed": [
+        dict(processor.failed[0], time=strix.format_time(processor.failed[0]["time"]))]}
+    assert status["last_expiry"]["events"] == len(expired) > 0
+    assert status["problems"][0]["event"] == "something odd"
+    assert app.get("/api/health").json == {"ok": True}
+    page = app.get("/status")
+    assert "&lt;b&gt;" in page.text and "ffmpeg failed" in page.text
+    assert page.html.select_one("a.status-link:not(.warn)")
+    queue(media, f"Camera1_{day(0)}_07")  # an entry nobody takes for 11 minutes
+    old = time.time() - 660
+    os.utime(media.base / "queue" / f"Camera1_{day(0)}_07", (old, old))
+    reply = app.get("/api/health", status=503).json
+    assert reply == {"ok": False, "reasons": ["processing is stuck: a queue entry waits for"
+                                              " 11 minutes"]}
+    strix.RECENT_PROBLEMS.clear()
+
+
+def test_log_file_rotates_at_its_size(tmp_path):
+    config = strix.Config(log=str(tmp_path / "strix.log"), log_max_mb=0.01, log_backups=2)
+    try:
+        strix.setup_logging(config)
+        for number in range(500):
+            strix.log.info("event processed", camera="Camera1", number=number)
+        strix.log.warning("login failed", client="192.0.2.1")
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger("strix").handlers.clear()
+    assert sorted(os.listdir(tmp_path)) == ["strix.log", "strix.log.1", "strix.log.2"]
+    assert all(os.path.getsize(tmp_path / name) <= 0.01 * 2**20 for name in os.listdir(tmp_path))
+    last = json.loads((tmp_path / "strix.log").read_text().splitlines()[-1])
+    assert last["event"] == "login failed" and last["level"] == "warning"
+    assert strix.RECENT_PROBLEMS[-1]["client"] == "192.0.2.1"
+    strix.RECENT_PROBLEMS.clear()

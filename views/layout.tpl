@@ -21,6 +21,7 @@
     <a href="/camera/{{each.id}}"{{!' aria-current="page"' if get("current") == each else ""}}>{{each.name}}</a>
 % end
   </nav>
+  <a class="status-link{{'' if healthy else ' warn'}}" href="/status"{{!'' if healthy else ' title="strix needs attention"'}}>{{"Status" if healthy else "⚠ Status"}}</a>
 </header>
 <main id="main">
 {{!base}}
