@@ -15,7 +15,7 @@
 <section class="card status-grid">
   <h2>Media folder</h2>
   <p>{{status["base"]}}: {{size(disk["used"])}} used of {{size(disk["total"])}}, {{size(disk["free"])}} free; events take {{size(status["media_bytes"])}}.</p>
-  <div class="bar" role="img" aria-label="Disk {{round(used_percent)}}% used"><span style="width: {{round(used_percent, 1)}}%"></span></div>
+  <meter class="bar" min="0" max="100" low="80" high="90" optimum="0" value="{{round(used_percent, 1)}}" aria-label="Disk {{round(used_percent)}}% used">{{round(used_percent)}}% used</meter>
   <p class="muted">Keeps at least {{f"{status['min_free_percent']:g}"}}% of the disk free{{f', and the events within {size(status["max_media_bytes"])}' if status["max_media_bytes"] else ''}}.
 % expiry = status["last_expiry"]
 % if expiry:
