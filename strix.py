@@ -18,6 +18,8 @@ import collections
 import concurrent.futures
 import configparser
 import errno
+import functools
+import gc
 import glob
 import hashlib
 import hmac
@@ -454,6 +456,7 @@ def event_title(seconds):
             f"{'AM' if moment.tm_hour < 12 else 'PM'}")
 
 
+@functools.lru_cache(maxsize=1024)
 def midnight(date):
     """The wall-clock seconds at the start of 'YYYY-MM-DD'; ValueError when not a real date."""
     return calendar.timegm(time.strptime(date, "%Y-%m-%d"))
@@ -677,6 +680,7 @@ class EventCache:
         self.days = {camera: {} for camera in camera_ids}
         self.dates = {camera: [] for camera in camera_ids}
         self.ready = threading.Event()
+        self.generation = 0
         self.next_expiry = 0
         self.last_expiry = None
 
@@ -770,7 +774,9 @@ class EventCache:
         write_atomically(path, json.dumps(index, separators=(",", ":")).encode())
 
     def _store_day(self, camera, day):
-        """Put a Day in memory (under self.lock), or drop it when it holds nothing."""
+        """Put a Day in memory (under self.lock), or drop it when it holds nothing; every
+        change of the events goes through here and counts in `generation`."""
+        self.generation += 1
         days, dates = self.days[camera], self.dates[camera]
         if day.date not in days:
             bisect.insort(dates, day.date)
@@ -1383,11 +1389,14 @@ class Processor:
         self.cache.ready.wait()
         last_sweep = 0
         while not self.stopping.is_set():
-            self.poll()
-            if time.monotonic() - last_sweep > 60:
-                self.cache.refresh()
-                self.requeue()
-                last_sweep = time.monotonic()
+            try:
+                self.poll()
+                if time.monotonic() - last_sweep > 60:
+                    self.cache.refresh()
+                    self.requeue()
+                    last_sweep = time.monotonic()
+            except OSError as error:  # the media folder unreadable: say so, try again
+                log.error("queue watcher failed, retrying", error=str(error))
             self.stopping.wait(1)
 
     def poll(self):
@@ -1395,7 +1404,9 @@ class Processor:
         An entry is removed once its event is processed, so a crash half way leaves it
         for the next start. Returns the futures of the events started."""
         futures = []
-        for entry in sorted(os.listdir(os.path.join(self.base, QUEUE_DIR))):
+        queue_dir = os.path.join(self.base, QUEUE_DIR)
+        os.makedirs(queue_dir, exist_ok=True)  # motion's touch needs it: bring it back
+        for entry in sorted(os.listdir(queue_dir)):
             match = QUEUE_RE.match(entry)
             with self.lock:
                 if match and match.groups() in self.running:
@@ -1443,7 +1454,7 @@ class Processor:
     def entries(self):
         """The queue's entries and their ages in seconds."""
         queue_dir, now, ages = os.path.join(self.base, QUEUE_DIR), time.time(), {}
-        for entry in os.listdir(queue_dir):
+        for entry in os.listdir(queue_dir) if os.path.isdir(queue_dir) else ():
             try:
                 ages[entry] = now - os.lstat(os.path.join(queue_dir, entry)).st_mtime
             except OSError:
@@ -1557,6 +1568,9 @@ def health(cache, processor):
                        " minutes")
     if not os.access(cache.base, os.W_OK | os.X_OK):
         reasons.append(f"strix cannot write to the media folder {cache.base}")
+    if not os.path.isdir(os.path.join(cache.base, QUEUE_DIR)):
+        reasons.append(f"the queue folder {os.path.join(cache.base, QUEUE_DIR)} is missing:"
+                       " motion cannot report events")
     if cache.space_warning:
         reasons.append(cache.space_warning)
     return reasons
@@ -1699,6 +1713,9 @@ FRAME_TILES = 120
 CHART_DAYS = 7
 #: Seconds between two refreshes of the home page's newest events.
 REFRESH_SECONDS = 30
+#: A rendered page is reused for at most PAGE_SECONDS while the events do not change;
+#: at most PAGE_CACHE_SIZE of them are kept.
+PAGE_SECONDS, PAGE_CACHE_SIZE = 10, 64
 #: The cookie holding a browser's session id, and the header scripts send its token in.
 SESSION_COOKIE, TOKEN_HEADER = "strix_session", "X-Strix-Token"
 
@@ -1956,7 +1973,27 @@ def make_app(config, motion, cache, processor=None, streams=None):
                 "newer": page(max(offset - STRIP_EVENTS, 0)) if offset else None,
                 "older": page(offset + STRIP_EVENTS) if offset + len(events) < total else None}
 
+    pages = {}  # (path, query, host, cache generation, time bucket): rendered page
+
+    def cached(handler):
+        """Keep a page that depends only on its URL, the host and the events until the
+        events change or PAGE_SECONDS pass: fifty browsers on a camera page cost one render."""
+        @functools.wraps(handler)
+        def wrapper(*args, **kwargs):
+            request = bottle.request
+            key = (request.path, request.query_string, request.environ.get("HTTP_HOST"),
+                   cache.generation, local_now() // PAGE_SECONDS)
+            page = pages.get(key)
+            if page is None:
+                page = handler(*args, **kwargs)
+                if len(pages) >= PAGE_CACHE_SIZE:
+                    pages.clear()
+                pages[key] = page
+            return page
+        return wrapper
+
     @app.get("/")
+    @cached
     def home():
         offsets = strip_offsets()
         return render("index", strips=[strip(camera, offsets) for camera in motion.cameras],
@@ -1964,6 +2001,7 @@ def make_app(config, motion, cache, processor=None, streams=None):
                       reload=None if any(offsets.values()) else REFRESH_SECONDS)
 
     @app.get("/strip/<camera_id>")
+    @cached
     def strip_fragment(camera_id):
         """One camera's strip alone, for strix.js to page and refresh it in place."""
         return render("strip", **strip(known_camera(camera_id), strip_offsets()))
@@ -1971,6 +2009,7 @@ def make_app(config, motion, cache, processor=None, streams=None):
     # A camera's history
 
     @app.get("/camera/<camera_id>")
+    @cached
     def camera_page(camera_id):
         camera = known_camera(camera_id)
         start, end = _query_time("start", 0), _query_time("end", local_now())
@@ -2269,6 +2308,7 @@ def serve(config, motion):  # pragma: no cover - runs the server until stopped
     def load():
         cache.preload()
         cache.measure_sizes()
+        gc.freeze()  # the cache lives for good: spare it the full garbage collections
     threading.Thread(target=load, name="preload", daemon=True).start()
     processor.start()
     streams.start()

@@ -107,7 +107,7 @@ def test_stream_url_follows_the_host_the_browser_used(tmp_path):
                                ("//{host}:8080/{camera_id}/stream", "//h:8080/1/stream"),
                                ("https://{host}/live/{port}", "https://h/live/8081")):
         media.config.stream_url = template
-        page = app.get("/", headers={"Host": "h"})
+        page = media.app()[0].get("/", headers={"Host": "h"})
         assert page.html.select_one(".stream img")["src"] == expected
 
 

@@ -1392,3 +1392,20 @@ def test_log_file_rotates_at_its_size(tmp_path):
     assert last["event"] == "login failed" and last["level"] == "warning"
     assert strix.RECENT_PROBLEMS[-1]["client"] == "192.0.2.1"
     strix.RECENT_PROBLEMS.clear()
+
+
+def test_pages_are_reused_until_the_events_change(media):
+    media.add_event("Camera1", day(1), "10-00-00")
+    app, cache = media.app()
+    first = app.get("/camera/Camera1")
+    assert app.get("/camera/Camera1").body == first.body
+    media.add_event("Camera1", day(1), "11-00-00", saved=True)
+    cache.set("Camera1", day(1), "11-00-00")
+    for url in ("/camera/Camera1", "/", "/strip/Camera1"):
+        assert "11:00:00" in app.get(url).text, url
+    cache.set_saved("Camera1", day(1), "10-00-00", True)
+    assert app.get("/camera/Camera1").text.count('class="kept"') == 2
+    cache.delete("Camera1", day(1), "11-00-00")
+    assert "11:00:00" not in app.get("/camera/Camera1").text
+    other_host = app.get("/", headers={"Host": "elsewhere:8000"})
+    assert "//elsewhere:8081/" in other_host.text

@@ -35,13 +35,7 @@
 % for date, events in groups:
     <section class="day" aria-labelledby="day-{{date}}">
       <h2 id="day-{{date}}">{{day_title(date)}}</h2>
-      <ol class="thumbs">
-%   for event in events:
-        <li>
-%     include("thumb.tpl", event=event, label=f"{clock(event.start)} · {duration(event.length)}")
-        </li>
-%   end
-      </ol>
+%   include("thumbs.tpl", events=events, label=lambda event: f"{clock(event.start)} · {duration(event.length)}")
     </section>
 % end
 % if not groups:

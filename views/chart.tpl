@@ -11,7 +11,8 @@
 %   for hour, count in enumerate(chart[date]):
 %     if count:
 %       what = f"{name[:10]}, {hour:02d}:00 to {hour + 1:02d}:00: {count} event{'s' if count > 1 else ''}"
-  <a href="/camera/{{camera.id}}?start={{date}}+{{"%02d" % hour}}:00:00&amp;end={{date}}+{{"%02d" % hour}}:59:59" aria-label="{{what}}"><rect class="l{{-(-count * 4 // peak)}}" x="{{58 + hour * 18}}" y="{{y}}" width="15" height="15" rx="3"><title>{{what}}</title></rect></a>
+%       # dates, hours and counts are strix's own: printed raw, this loop runs 168 times
+  <a href="/camera/{{!camera.id}}?start={{!date}}+{{!"%02d" % hour}}:00:00&amp;end={{!date}}+{{!"%02d" % hour}}:59:59" aria-label="{{!what}}"><rect class="l{{!-(-count * 4 // peak)}}" x="{{!58 + hour * 18}}" y="{{!y}}" width="15" height="15" rx="3"><title>{{!what}}</title></rect></a>
 %     end
 %   end
   <text class="axis total" x="530" y="{{y + 12}}" text-anchor="end">{{sum(chart[date])}}</text>

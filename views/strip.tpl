@@ -1,12 +1,6 @@
 <div class="strip" id="strip-{{camera.id}}" data-camera="{{camera.id}}" data-offset="{{offset}}">
 % if events:
-  <ol class="thumbs">
-%   for event in events:
-    <li>
-%     include("thumb.tpl", event=event, label=short_time(event.start))
-    </li>
-%   end
-  </ol>
+%   include("thumbs.tpl", events=events, label=lambda event: short_time(event.start))
 % else:
   <p class="empty">{{"No older events." if offset else "No events yet."}}</p>
 % end
