@@ -824,7 +824,7 @@ def bench_lock(bench):
     """Issue 5: in-process, the longest wait on (and hold of) the cache lock while expiry
     runs over most of a folder of LOCK_DAYS days x 500 events a camera."""
     media = bench.media("lock", bench.args.cameras * LOCK_DAYS * EVENTS_PER_DAY)
-    strix.setup_logging(os.path.join(media.folder, "lock.log"))
+    strix.setup_logging(strix.Config(log=os.path.join(media.folder, "lock.log")))
     camera_ids = strix.read_motion_config(media.motion_conf).camera_ids
     figures = collections.defaultdict(list)
     for run in range(bench.runs):

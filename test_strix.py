@@ -157,6 +157,11 @@ def test_config_relative_paths_are_relative_to_the_file(tmp_path):
     ("[strix]\n[strix]\n", "line 2: strix is set twice"),
     ("[strix]\nport = 1\nwhat\n", "line 3: cannot read 'what': write name = value"),
     ("# nothing\n", "no [strix] section"),
+    ("[strix]\n[auth]\nuser = me\npassword_hash = hunter2\n",
+     "line 4: password_hash = 'hunter2' is not valid: write the line `strix --hash-password`"
+     " prints (a plain password is refused)"),
+    ("[strix]\n[auth]\nuser = me\n", "line 2: [auth] needs both user and password_hash"),
+    ("[strix]\n[auth]\npassword = x\n", "line 3: unknown option 'password' in [auth]"),
 ])
 def test_config_errors_name_the_line_and_the_fix(tmp_path, text, expected):
     path = tmp_path / "strix.cfg"
@@ -301,7 +306,7 @@ def test_motion_config_problems_name_file_line_and_fix(tmp_path):
     (tmp_path / "c1.conf").write_text(f"camera_id 1\ntarget_dir {base}/Camera7\n")
     (tmp_path / "c2.conf").write_text(f"target_dir {base}/Camera2\nstream_port 8082\n")
     (tmp_path / "c3.conf").write_text(
-        f"camera_id 3\ntarget_dir /elsewhere/Camera3\nstream_port 8083\n"
+        "camera_id 3\ntarget_dir /elsewhere/Camera3\nstream_port 8083\n"
         "picture_filename %v/%q\non_event_end touch /tmp/x\n")
     (tmp_path / "motion.conf").write_text(
         "picture_output on\ncamera c1.conf\ncamera c2.conf\ncamera c3.conf\n")
@@ -385,7 +390,8 @@ def test_queries_match_a_brute_force_answer(media):
             want = [(s, d, n) for s, _, d, n in brute_force(events[camera], start, end,
                                                              offset, limit)]
             assert got == want, (camera, start, end, offset, limit)
-            assert json.loads(cache.query_json(camera, start, end, offset, limit)) == \
+            assert json.loads("[" + ", ".join(cache.query_json(camera, start, end, offset,
+                                                               limit)) + "]") == \
                 [e.json() for e in cache.query(camera, start, end, offset, limit)]
 
 
@@ -1138,21 +1144,6 @@ def test_hash_password_reads_stdin_and_checks(tmp_path, password_hash):
     empty = subprocess.run([sys.executable, os.path.join(HERE, "strix.py"), "--hash-password"],
                            input="\n", capture_output=True, text=True, timeout=60)
     assert empty.returncode == 2 and "empty password is refused" in empty.stderr
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("[strix]\n[auth]\nuser = me\npassword_hash = hunter2\n",
-     "line 4: password_hash = 'hunter2' is not valid: write the line `strix --hash-password`"
-     " prints (a plain password is refused)"),
-    ("[strix]\n[auth]\nuser = me\n", "line 2: [auth] needs both user and password_hash"),
-    ("[strix]\n[auth]\npassword = x\n", "line 3: unknown option 'password' in [auth]"),
-])
-def test_auth_config_refuses_plain_passwords(tmp_path, text, expected):
-    path = tmp_path / "strix.cfg"
-    path.write_text(text)
-    with pytest.raises(strix.ConfigError) as error:
-        strix.read_config(str(path))
-    assert expected in str(error.value)
 
 
 def login_app(media, password_hash):
