@@ -28,6 +28,7 @@ import argparse
 import collections
 import concurrent.futures
 import contextlib
+import gc
 import http.client
 import io
 import itertools
@@ -833,6 +834,7 @@ def bench_lock(bench):
         cache = strix.EventCache(media.base, camera_ids, keep_days=0)
         cache.lock = TimedLock(cache.lock)
         cache.preload()
+        gc.freeze()  # as strix's serve() does after its preload
         cache.keep_days = days_since(max(max(days) for days in media.plan.values())) \
             + LOCK_KEEP_DAYS
         waits, stop = [], threading.Event()

@@ -982,35 +982,33 @@ class EventCache:
                          if process.is_alive()]
         return sum(size for _, size in self.deleting)
 
+    def _days(self, wanted):
+        """Copies (camera, date, midnight, keys, flags, sizes) of the days for which
+        wanted(date) is true, oldest first, in one short hold of the lock (array copies)."""
+        with self.lock:
+            return sorted((day.date, camera, day.midnight, day.keys[:], day.flags[:],
+                           day.sizes[:]) for camera, days in self.days.items()
+                          for date, day in days.items() if wanted(date))
+
     def _older_than(self, cutoff):
         """[(camera, date, name)] of the events that are not kept and started before cutoff."""
         cutoff_date = time.strftime("%Y-%m-%d", time.gmtime(cutoff))
         found = []
-        for camera in self.days:
-            with self.lock:
-                old_dates = self.dates[camera][:bisect.bisect_right(self.dates[camera],
-                                                                    cutoff_date)]
-            for date in old_dates:
-                with self.lock:  # one day at a time keeps the lock short
-                    day = self.days[camera].get(date)
-                    last = bisect.bisect_left(day.keys, (cutoff - day.midnight) << 8) \
-                        if day else 0
-                    found += [(camera, date, event_name(day.keys[index]))
-                              for index in range(last) if not day.flags[index] & SAVED]
+        for date, camera, midnight, keys, flags, _ in self._days(lambda date:
+                                                                 date <= cutoff_date):
+            last = bisect.bisect_left(keys, (cutoff - midnight) << 8)
+            found += [(camera, date, event_name(keys[index])) for index in range(last)
+                      if not flags[index] & SAVED]
         return found
 
     def _oldest(self, needed):
         """[(camera, date, name)] of the oldest events of all cameras, not kept, whose
         sizes add up to `needed` bytes (or all there are)."""
-        with self.lock:
-            dates = sorted((date, camera) for camera in self.days for date in self.dates[camera])
         found, total = [], 0
-        for date, camera in dates:
-            with self.lock:
-                day = self.days[camera].get(date)
-                rows = [(key, size) for key, flags, size in
-                        zip(day.keys, day.flags, day.sizes) if not flags & SAVED] if day else []
-            for key, size in rows:
+        for date, camera, _, keys, flags, sizes in self._days(lambda date: True):
+            for key, flag, size in zip(keys, flags, sizes):
+                if flag & SAVED:
+                    continue
                 name = event_name(key)
                 if size < 0:
                     try:
@@ -1040,6 +1038,7 @@ class EventCache:
                 freed += sum(max(row[3], 0) for row in rows if row[0] in keys)
                 self._store_day(camera, Day.from_rows(
                     date, day.mtime, [row for row in rows if row[0] not in keys], day.pending))
+            time.sleep(0)  # let a request waiting for the lock have it before the next day
         moved = self._move_to_delete_queue(events, keep_saved, freed)
         for camera, date in sorted(by_day):
             self._sync_day(camera, date)

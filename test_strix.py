@@ -1400,3 +1400,17 @@ def test_pages_are_reused_until_the_events_change(media):
     assert "11:00:00" not in app.get("/camera/Camera1").text
     other_host = app.get("/", headers={"Host": "elsewhere:8000"})
     assert "//elsewhere:8081/" in other_host.text
+
+
+def test_an_event_kept_by_hand_survives_a_warm_start_with_expiry(media):
+    media.add_event("Camera1", day(10), "10-00-00")
+    media.cache(keep_days=0)  # writes the index files
+    old = time.time() - 3600
+    os.utime(media.base / "Camera1" / day(10), (old, old))
+    media.cache(keep_days=0)  # the index is now trusted, not rescanned
+    (media.base / "Camera1" / day(10) / "10-00-00" / ".saved").touch()  # the day's mtime stays
+    with structlog.testing.capture_logs() as logs:
+        cache = media.cache(keep_days=5)
+    assert "'days_rescanned': 0" in str(logs)
+    assert cache.get("Camera1", day(10), "10-00-00").saved
+    assert (media.base / "Camera1" / day(10) / "10-00-00" / "thumbnail.jpg").exists()
