@@ -548,8 +548,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("no Chromium: apt-get install chromium (bash .ci/run does)")
+    assert os.path.exists(CHROMIUM), "no Chromium: run ./install.sh --test (bash .ci/run does)"
     with sync_playwright() as driver:
         chromium = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
