@@ -8,9 +8,7 @@ import json
 import os
 import random
 import re
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -21,7 +19,8 @@ from playwright.sync_api import expect, sync_playwright
 from webtest import TestApp
 
 import strix
-from test_strix import HERE, Media, day, jpeg, wait_for_deletes, write_motion_conf
+from test_strix import (Media, day, free_port, jpeg, strix_command, wait_for_deletes,
+                        write_motion_conf)
 from test_strix import media, tiny_video  # noqa: F401 (fixtures)
 
 
@@ -426,12 +425,6 @@ VIEWPORTS = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1920, 
 CAMERAS = ((1, "Front door", True), (2, "Garden", True), (3, "Garage", False))
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class LiveView(http.server.ThreadingHTTPServer):
     """A stand-in for motion's MJPEG stream of one camera: a few frames, then it ends."""
 
@@ -517,13 +510,8 @@ def server(tmp_path_factory):
     no_video = [event for event in events if event[0] == "Camera2"][0]
     for path in ("video.m4v", "debug/video.m4v"):
         os.remove(os.path.join(base, *no_video, path))
-    port = free_port()
-    config = folder / "strix.cfg"
-    config.write_text(f"[strix]\nmotion_config = motion.conf\nport = {port}\nkeep_days = 0\n"
-                      "min_free_percent = 0\n"
-                      "log = strix.log\n")
-    process = subprocess.Popen([sys.executable, os.path.join(HERE, "strix.py"), "-c",
-                                str(config)], cwd=folder)
+    command, port = strix_command(folder, "motion.conf", keep_days=0, log="strix.log")
+    process = subprocess.Popen(command, cwd=folder)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):

@@ -959,6 +959,17 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def strix_command(folder, motion_conf, **options):
+    """(command, port) of a real strix process over `motion_conf`, its strix.cfg written
+    in `folder`: a free port, and min_free_percent 0 so a full test disk deletes nothing."""
+    port = free_port()
+    config = folder / "strix.cfg"
+    config.write_text(f"[strix]\nmotion_config = {motion_conf}\nport = {port}\n"
+                      "min_free_percent = 0\n"
+                      + "".join(f"{name} = {value}\n" for name, value in options.items()))
+    return [sys.executable, os.path.join(HERE, "strix.py"), "-c", str(config)], port
+
+
 def api_events(port, cameras="Camera1,Camera2"):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/events/{cameras}?limit=0",
                                 timeout=5) as reply:
@@ -993,12 +1004,8 @@ def test_kill_9_at_any_moment_loses_nothing_but_expired_events(tmp_path):
         write_motion_event(media.base / camera / day(1) / f"{number:02d}", second, 2, 3)
         queue(media, f"{camera}_{day(1)}_{number:02d}")
         frames[(camera, f"{day(1)} {second // 3600:02d}:00:00")] = 6
-    port = free_port()
-    config = tmp_path / "strix.cfg"
-    config.write_text(f"[strix]\nmotion_config = {media.motion_conf}\nport = {port}\n"
-                      f"keep_days = 5\njobs = 2\nlog = {tmp_path / 'strix.log'}\n"
-                      "min_free_percent = 0\n")
-    command = [sys.executable, os.path.join(HERE, "strix.py"), "-c", str(config)]
+    command, port = strix_command(tmp_path, media.motion_conf, keep_days=5, jobs=2,
+                                  log=tmp_path / "strix.log")
     for _ in range(8):
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.15, 1.5))
@@ -1043,13 +1050,8 @@ def test_kill_9_at_any_moment_loses_nothing_but_expired_events(tmp_path):
 
 def start_strix(media, tmp_path, **options):
     """A real strix process over `media`, answering on the port it returns."""
-    port = free_port()
-    config = tmp_path / "strix.cfg"
-    config.write_text(f"[strix]\nmotion_config = {media.motion_conf}\nport = {port}\n"
-                      "min_free_percent = 0\n"
-                      + "".join(f"{name} = {value}\n" for name, value in options.items()))
-    process = subprocess.Popen([sys.executable, os.path.join(HERE, "strix.py"), "-c",
-                                str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command, port = strix_command(tmp_path, media.motion_conf, **options)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
