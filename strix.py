@@ -2367,8 +2367,8 @@ def main(argv=None):  # pragma: no cover - the shell around read_config, check a
     try:
         config = read_config(path)
     except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 2
+        print(error, file=sys.stdout if args.check else sys.stderr)
+        return 1 if args.check else 2
     motion = read_motion_config(config.motion_config)
     problems = check(config, motion)
     if args.check:

@@ -214,6 +214,9 @@ def test_command_line_check_and_version(media):
     assert f"{media.motion_conf} line 2: write `picture_filename %Y-%m-%d/%v/%H-%M-%S-%q`" \
         in result.stdout
     assert run_strix("--version").stdout.strip() == f"strix {strix.__version__}"
+    path.write_text("[strix]\nport = x\n")
+    result = run_strix("--check", "-c", str(path))
+    assert result.returncode == 1 and f"{path} line 2: port = 'x' is not valid" in result.stdout
 
 
 # Motion configuration ########################################################
