@@ -880,12 +880,17 @@ class EventCache:
     def set(self, camera, date, name, numbered_in=None):
         """Store (or update) one processed event from its folder on disk, write its day's
         index file, and expire events when check_minutes have passed or the disk is too
-        full. `numbered_in` is
-        the day folder it was processed in, when that is not the day it started."""
+        full. `numbered_in` is the day folder it was processed in, when that is not the
+        day it started."""
+        self._read(camera, date, name, numbered_in)
+        if time.monotonic() >= self.next_expiry or self.space_needed() > 0:
+            self.expire()
+
+    def _read(self, camera, date, name, numbered_in=None):
+        """set() without the expiry, which expiry itself uses."""
         key = event_key(name)
         with self.disk_lock:
-            day_dir = os.path.join(self.base, camera, date)
-            event_dir = os.path.join(day_dir, name)
+            event_dir = os.path.join(self.base, camera, date, name)
             length, flags = read_event(event_dir, key >> 8)
             size = event_size(event_dir)
             with self.lock:
@@ -894,8 +899,6 @@ class EventCache:
                 self._store_day(camera, day)
             for changed in {date, numbered_in or date}:
                 self._sync_day(camera, changed)
-        if time.monotonic() >= self.next_expiry or self.space_needed() > 0:
-            self.expire()
 
     def _sync_day(self, camera, date):
         """After strix changed a day folder: remember its new mtime and rewrite its index."""
@@ -978,9 +981,10 @@ class EventCache:
 
     def deleting_bytes(self):
         """Bytes in the delete queue that background processes have yet to delete."""
-        self.deleting = [(process, size) for process, size in self.deleting
-                         if process.is_alive()]
-        return sum(size for _, size in self.deleting)
+        with self.lock:
+            self.deleting = [(process, size) for process, size in self.deleting
+                             if process.is_alive()]
+            return sum(size for _, size in self.deleting)
 
     def _days(self, wanted):
         """Copies (camera, date, midnight, keys, flags, sizes) of the days for which
@@ -1060,13 +1064,15 @@ class EventCache:
                 log.warning("refused to delete: not a real folder inside BASE", path=event_dir)
                 continue
             if keep_saved and os.path.exists(os.path.join(event_dir, ".saved")):
-                self.set(camera, date, name)
+                self._read(camera, date, name)
                 continue
             target = os.path.join(batch, camera, date)
             os.makedirs(target, exist_ok=True)
             os.rename(event_dir, os.path.join(target, name))
             moved += 1
-        self.deleting.append((delete_in_background(batch), size))
+        process = delete_in_background(batch)
+        with self.lock:
+            self.deleting.append((process, size))
         return moved
 
     def _remove_empty_day(self, camera, date):

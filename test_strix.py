@@ -1418,3 +1418,16 @@ def test_an_event_kept_by_hand_survives_a_warm_start_with_expiry(media):
     assert "'days_rescanned': 0" in str(logs)
     assert cache.get("Camera1", day(10), "10-00-00").saved
     assert (media.base / "Camera1" / day(10) / "10-00-00" / "thumbnail.jpg").exists()
+
+
+def test_an_event_kept_by_hand_while_the_disk_is_full_is_kept(media):
+    media.add_event("Camera1", day(3), "10-00-00", video=b"v" * 50_000)
+    cache = media.cache(min_free_percent=99.99)  # never met: expiry wants every event
+    media.add_event("Camera1", day(2), "10-00-00", video=b"v" * 50_000)
+    cache.set("Camera1", day(2), "10-00-00")  # expired at once, the disk being "full"
+    media.add_event("Camera1", day(1), "10-00-00", video=b"v" * 50_000)
+    cache._read("Camera1", day(1), "10-00-00")  # listed, not expired yet
+    (media.base / "Camera1" / day(1) / "10-00-00" / ".saved").touch()  # kept by hand
+    cache.expire()  # finds it kept on disk: back in the cache, no endless expiry
+    assert [e.name for e in cache.query("Camera1", 0, strix.local_now(), 0, 0)] == ["10-00-00"]
+    assert cache.get("Camera1", day(1), "10-00-00").saved and cache.space_warning
