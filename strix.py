@@ -456,6 +456,11 @@ def event_title(seconds):
             f"{'AM' if moment.tm_hour < 12 else 'PM'}")
 
 
+def date_of(seconds):
+    """The 'YYYY-MM-DD' of wall-clock `seconds`, as motion names day folders."""
+    return time.strftime("%Y-%m-%d", time.gmtime(seconds))
+
+
 @functools.lru_cache(maxsize=1024)
 def midnight(date):
     """The wall-clock seconds at the start of 'YYYY-MM-DD'; ValueError when not a real date."""
@@ -996,7 +1001,7 @@ class EventCache:
 
     def _older_than(self, cutoff):
         """[(camera, date, name)] of the events that are not kept and started before cutoff."""
-        cutoff_date = time.strftime("%Y-%m-%d", time.gmtime(cutoff))
+        cutoff_date = date_of(cutoff)
         found = []
         for date, camera, midnight, keys, flags, _ in self._days(lambda date:
                                                                  date <= cutoff_date):
@@ -1101,8 +1106,8 @@ class EventCache:
         in [start, end], skipping `offset`, at most `limit` (0: all), oldest first, as
         (date, midnight, keys, lengths, flags). Costs the days in range plus the events
         returned; the lock is held only while slicing."""
-        start_date = time.strftime("%Y-%m-%d", time.gmtime(max(start, 0)))
-        end_date = time.strftime("%Y-%m-%d", time.gmtime(max(end, 0)))
+        start_date = date_of(max(start, 0))
+        end_date = date_of(max(end, 0))
         slices, wanted = [], limit or sys.maxsize
         with self.lock:
             dates, days = self.dates[camera], self.days[camera]
@@ -1168,7 +1173,7 @@ class EventCache:
 
     def count_since(self, camera, start):
         """How many events of `camera` started at `start` or later."""
-        start_date = time.strftime("%Y-%m-%d", time.gmtime(start))
+        start_date = date_of(start)
         with self.lock:
             dates, days = self.dates[camera], self.days[camera]
             return sum(len(days[date]) - bisect.bisect_left(
@@ -1317,7 +1322,7 @@ def make_thumbnail(folder, frames, output):
 def _gather_midnight_frames(base, camera, date, number, event_dir):
     """An event that crossed midnight left its first frames in the previous day's folder
     of the same number: move them in (frames are never left behind)."""
-    previous = time.strftime("%Y-%m-%d", time.gmtime(midnight(date) - 86400))
+    previous = date_of(midnight(date) - 86400)
     previous_dir = os.path.join(base, camera, previous, number)
     if not os.path.isdir(previous_dir) or os.path.islink(previous_dir):
         return
@@ -1366,7 +1371,7 @@ def process_event(base, camera, date, number, codec):
         problems.append("thumbnail: no frame could be read")
     start = timeline[0][:8]
     if frame_second(timeline[0]) > frame_second(timeline[-1]):  # crossed midnight
-        date = time.strftime("%Y-%m-%d", time.gmtime(midnight(date) - 86400))
+        date = date_of(midnight(date) - 86400)
     day_dir = os.path.join(base, camera, date)
     os.makedirs(day_dir, exist_ok=True)
     for sequence in range(MAX_SEQUENCE + 1):
@@ -2036,8 +2041,7 @@ def make_app(config, motion, cache, processor=None, streams=None):
                 groups.append((event.date, []))
             groups[-1][1].append(event)
         today = local_now() // 86400 * 86400
-        chart_dates = [time.strftime("%Y-%m-%d", time.gmtime(today - back * 86400))
-                       for back in range(CHART_DAYS)]
+        chart_dates = [date_of(today - back * 86400) for back in range(CHART_DAYS)]
 
         def page(to):
             return f"/camera/{camera.id}?" + urllib.parse.urlencode({**filters, "offset": to})
@@ -2274,7 +2278,7 @@ def make_demo(folder, days=3):
         lines.append(f"camera camera{number}.conf")
         scene = _demo_scene(number)
         for day in range(days - 1, -1, -1):
-            date = time.strftime("%Y-%m-%d", time.gmtime(today - day * 86400))
+            date = date_of(today - day * 86400)
             for event, (hour, minute, second) in enumerate(DEMO_TIMES, 1):
                 start = today - day * 86400 + hour * 3600 + (minute + number) * 60 + second
                 if start > local_now() - 60:
